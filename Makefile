@@ -1,0 +1,31 @@
+# natrouter host tasks. `make test` is what CI runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump
+
+.PHONY: setup test demo bench clean
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian tools for the virtual board's network tests; only as root, only if missing.
+setup: $(VENV)/.installed
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "not root: skipping Debian packages ($(APT_PACKAGES)); network tests will be skipped"; fi
+
+test: setup
+	$(PY) -m pytest host_tests -q
+
+demo: setup
+	$(PY) tools/vboard.py demo
+
+bench: setup
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,0 +1,30 @@
+# The table's default clock: monotonic whole seconds since it was made. Built on
+# ticks_ms, whose wrap (2**30 ms on MicroPython) it absorbs, so its values stay small
+# ints for decades (a 32-bit MicroPython allocates ints of 2**30 and more).
+try:
+    from time import ticks_ms, ticks_diff
+except ImportError:  # CPython
+    from time import monotonic
+
+    def ticks_ms():
+        return int(monotonic() * 1000) & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
+class Clock:
+    def __init__(self):
+        self._last = ticks_ms()
+        self._ms = 0
+        self._s = 0
+
+    def __call__(self):
+        # Call at least once every few days, or the ticks_ms wrap goes unseen.
+        now = ticks_ms()
+        self._ms += ticks_diff(now, self._last)
+        self._last = now
+        if self._ms >= 1000:
+            self._s += self._ms // 1000
+            self._ms %= 1000
+        return self._s

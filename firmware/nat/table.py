@@ -1,0 +1,341 @@
+# The fixed-size flow table: one array('H') of slots and one of bucket heads per
+# protocol, allocated in the constructor and never grown (layout: consts.py).
+# translate() is the per-packet path; everything else here is the slow path.
+from array import array
+from collections import namedtuple
+
+from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, OVERLAP, CANNOT_NAT, MALFORMED,
+                     NAT, REDIRECT, F_OK, F_KIND, F_SPORT, F_DPORT, K_OTHER, K_TCP, K_UDP,
+                     K_QUERY, K_ERROR, H_MASK, H_CAP, H_MRU, H_LRU, H_FREE, H_USED, H_NOW_HI,
+                     H_NOW_LO, H_SEED, HDR, S_KEY1, S_NEXT, S_NEWER, S_OLDER, S_TIME_HI,
+                     S_TIME_LO, S_FLAGS, SLOT, FL_USED, FL_REDIRECT, NONE, MAX_FLOWS, SLOW)
+from .flows import bucket, find, touch, translate_py
+from .icmperr import translate_error
+from .clock import Clock
+
+try:
+    from ._viper import translate as _translate_fast
+except Exception:  # no native emitters (CPython, the WASI build): the twin serves
+    _translate_fast = None
+
+Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
+
+_KIND_OF = {TCP: K_TCP, UDP: K_UDP, ICMP: K_QUERY}
+_PROTO_OF = (None, TCP, UDP, ICMP)
+
+
+def _halves(n):
+    return n >> 16, n & 0xFFFF
+
+
+def _word_addr(hi, lo):
+    return hi << 16 | lo
+
+
+def _unroutable(a):
+    # 0/8, 127/8, 169.254/16, 224/4 (multicast, all scopes) and 240/4 (255.255.255.255 too).
+    top = a >> 24
+    return top == 0 or top == 127 or top >= 224 or (a >> 16) == 0xA9FE
+
+
+def _new_tables(cap, seed):
+    if not isinstance(cap, int) or not 1 <= cap <= MAX_FLOWS:
+        raise ValueError("flow table capacity must be 1..%d, got %r" % (MAX_FLOWS, cap))
+    buckets = 1
+    while buckets < 2 * cap:  # two chain entries per flow: about one per bucket
+        buckets <<= 1
+    mem = array("H", bytes(2 * (HDR + cap * SLOT)))
+    heads = array("H", b"\xff" * (2 * buckets))
+    mem[H_MASK] = buckets - 1
+    mem[H_CAP] = cap
+    mem[H_SEED] = seed & 0xFFFF
+    _clear(mem, heads)
+    return mem, heads
+
+
+def _clear(mem, heads):
+    for i in range(len(heads)):
+        heads[i] = NONE
+    cap = mem[H_CAP]
+    mem[H_MRU] = mem[H_LRU] = NONE
+    mem[H_USED] = 0
+    # Every slot on the free list, linked through S_NEWER.
+    for s in range(cap):
+        base = HDR + s * SLOT
+        for i in range(SLOT):
+            mem[base + i] = 0
+        mem[base + S_NEWER] = s + 1 if s + 1 < cap else NONE
+    mem[H_FREE] = 0
+
+
+def _unchain(mem, heads, ent):
+    k = HDR + (ent >> 1) * SLOT + (ent & 1) * 6
+    b = bucket(mem, mem[k], mem[k + 1], mem[k + 2], mem[k + 3], mem[k + 4], mem[k + 5])
+    cur = heads[b]
+    if cur == ent:
+        heads[b] = mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)]
+        return
+    while cur != NONE:
+        link = HDR + (cur >> 1) * SLOT + S_NEXT + (cur & 1)
+        if mem[link] == ent:
+            mem[link] = mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)]
+            return
+        cur = mem[link]
+
+
+def _chain(mem, heads, ent):
+    k = HDR + (ent >> 1) * SLOT + (ent & 1) * 6
+    b = bucket(mem, mem[k], mem[k + 1], mem[k + 2], mem[k + 3], mem[k + 4], mem[k + 5])
+    mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)] = heads[b]
+    heads[b] = ent
+
+
+def _lru_unlink(mem, s):
+    base = HDR + s * SLOT
+    newer = mem[base + S_NEWER]
+    older = mem[base + S_OLDER]
+    if newer == NONE:
+        mem[H_MRU] = older
+    else:
+        mem[HDR + newer * SLOT + S_OLDER] = older
+    if older == NONE:
+        mem[H_LRU] = newer
+    else:
+        mem[HDR + older * SLOT + S_NEWER] = newer
+
+
+def _release(mem, heads, s):
+    """Forget the flow in slot s and put the slot on the free list."""
+    _unchain(mem, heads, s * 2)
+    _unchain(mem, heads, s * 2 + 1)
+    _lru_unlink(mem, s)
+    base = HDR + s * SLOT
+    mem[base + S_FLAGS] = 0
+    mem[base + S_NEWER] = mem[H_FREE]
+    mem[H_FREE] = s
+    mem[H_USED] -= 1
+
+
+def _acquire(mem, heads):
+    """A free slot, reusing the least recently used flow when there is none."""
+    if mem[H_FREE] == NONE:
+        _release(mem, heads, mem[H_LRU])
+    s = mem[H_FREE]
+    base = HDR + s * SLOT
+    mem[H_FREE] = mem[base + S_NEWER]
+    mem[H_USED] += 1
+    mru = mem[H_MRU]
+    mem[base + S_NEWER] = NONE
+    mem[base + S_OLDER] = mru
+    if mru == NONE:
+        mem[H_LRU] = s
+    else:
+        mem[HDR + mru * SLOT + S_NEWER] = s
+    mem[H_MRU] = s
+    return s
+
+
+def _slots_in_use(mem):
+    s = mem[H_MRU]
+    while s != NONE:
+        older = mem[HDR + s * SLOT + S_OLDER]  # read first: the caller may release s
+        yield s
+        s = older
+
+
+def _key(mem, s, d):
+    k = HDR + s * SLOT + d * 6
+    return (_word_addr(mem[k], mem[k + 1]), _word_addr(mem[k + 2], mem[k + 3]),
+            mem[k + 4], mem[k + 5])
+
+
+class Table:
+    """Table(tcp=512, udp=256, icmp=64): capacities in flows, fixed at construction.
+
+    clock: a callable giving monotonic seconds (small ints); tick() reads it. The
+    per-packet path uses the time of the last tick(), so a router ticks once per loop.
+    pure=True uses the pure-Python translation even where the viper core exists."""
+
+    def __init__(self, tcp=512, udp=256, icmp=64, clock=None, pure=False):
+        seed = _seed()
+        tcp_t = _new_tables(tcp, seed)
+        udp_t = _new_tables(udp, seed >> 3)
+        icmp_t = _new_tables(icmp, seed >> 5)
+        # Indexed by the packet kind (K_TCP, K_UDP, K_QUERY).
+        self._mems = (None, tcp_t[0], udp_t[0], icmp_t[0])
+        self._heads = (None, tcp_t[1], udp_t[1], icmp_t[1])
+        self._clock = clock or Clock()
+        self._translate = translate_py if (pure or _translate_fast is None) else _translate_fast
+        self.tick()
+
+    # ---- per packet
+
+    def translate(self, p):
+        f = p._f
+        if not f[F_OK]:
+            return MALFORMED
+        kind = f[F_KIND]
+        if kind == K_OTHER:
+            return UNTRANSLATED
+        if kind != K_ERROR:
+            status = self._translate(p._buf, f, self._mems[kind], self._heads[kind])
+            if status != SLOW:
+                return status
+        return translate_error(p._buf, f, self._mems, self._heads)
+
+    # ---- slow path
+
+    def tick(self):
+        """Read the clock; flows touched from now on are stamped with this time."""
+        hi, lo = _halves(self._clock() & 0xFFFFFFFF)
+        for mem in self._mems[1:]:
+            mem[H_NOW_HI] = hi
+            mem[H_NOW_LO] = lo
+
+    def now(self):
+        return _word_addr(self._mems[1][H_NOW_HI], self._mems[1][H_NOW_LO])
+
+    def add(self, p, xl_host, port_gen, mode=NAT, redirect=None):
+        if mode not in (NAT, REDIRECT):
+            raise ValueError("mode must be nat.NAT or nat.REDIRECT, got %r" % (mode,))
+        _check_addr("xl_host", xl_host)
+        if mode == REDIRECT:
+            if not (isinstance(redirect, tuple) and len(redirect) == 2):
+                raise ValueError("REDIRECT needs redirect=(final_ip, final_port)")
+            _check_addr("redirect ip", redirect[0])
+            _check_port("redirect port", redirect[1])
+        f = p._f
+        if not f[F_OK]:
+            return MALFORMED
+        kind = f[F_KIND]
+        if kind in (K_OTHER, K_ERROR) or (kind == K_QUERY and mode == REDIRECT):
+            return CANNOT_NAT
+        src, dst = p.src, p.dst
+        if _unroutable(src) or _unroutable(dst):
+            return CANNOT_NAT
+        sport, dport = f[F_SPORT], f[F_DPORT]
+        final, final_port = (dst, dport) if mode == NAT else redirect
+        mem, heads = self._mems[kind], self._heads[kind]
+        sh, sl = _halves(src)
+        dh, dl = _halves(dst)
+        fh, fl = _halves(final)
+        xh, xl = _halves(xl_host)
+        ent = find(mem, heads, sh, sl, dh, dl, sport, dport)
+        if ent != NONE:
+            k = HDR + (ent >> 1) * SLOT + S_KEY1
+            same = (ent & 1 == 0 and mem[k] == fh and mem[k + 1] == fl and mem[k + 2] == xh
+                    and mem[k + 3] == xl and (kind == K_QUERY or mem[k + 4] == final_port))
+            if not same:
+                return OVERLAP
+            self.tick()
+            touch(mem, ent >> 1)
+            return OK
+        for _ in range(100):
+            port = port_gen()
+            if port is None:
+                return OVERLAP
+            _check_port("port_gen()", port)
+            rp = port if kind == K_QUERY else final_port  # ICMP: the id answers for both
+            if (find(mem, heads, fh, fl, xh, xl, rp, port) == NONE
+                    and (fh, fl, xh, xl, rp, port) != (sh, sl, dh, dl, sport, dport)):
+                self.tick()
+                self._insert(mem, heads, (sh, sl, dh, dl, sport, dport),
+                             (fh, fl, xh, xl, rp, port), mode)
+                return OK
+        return OVERLAP
+
+    def _insert(self, mem, heads, key0, key1, mode):
+        s = _acquire(mem, heads)
+        base = HDR + s * SLOT
+        for i in range(6):
+            mem[base + i] = key0[i]
+            mem[base + S_KEY1 + i] = key1[i]
+        mem[base + S_FLAGS] = FL_USED | (FL_REDIRECT if mode == REDIRECT else 0)
+        mem[base + S_TIME_HI] = mem[H_NOW_HI]
+        mem[base + S_TIME_LO] = mem[H_NOW_LO]
+        _chain(mem, heads, s * 2)
+        _chain(mem, heads, s * 2 + 1)
+
+    def remove_connections(self, ip):
+        _check_addr("ip", ip)
+        hi, lo = _halves(ip)
+        freed = ([], [], [])
+        for kind in (K_TCP, K_UDP, K_QUERY):
+            mem, heads = self._mems[kind], self._heads[kind]
+            for s in _slots_in_use(mem):
+                base = HDR + s * SLOT
+                if mem[base] == hi and mem[base + 1] == lo:
+                    freed[kind - 1].append(mem[base + S_KEY1 + 5])
+                    _release(mem, heads, s)
+        return Ports(*freed)
+
+    def is_port_free(self, proto, src, dst, src_port, dst_port):
+        kind = _KIND_OF.get(proto)
+        if kind is None:
+            raise ValueError("proto must be nat.TCP, nat.UDP or nat.ICMP, got %r" % (proto,))
+        _check_addr("src", src)
+        _check_addr("dst", dst)
+        _check_port("src_port", src_port)
+        if kind == K_QUERY:
+            dst_port = src_port  # an ICMP query is keyed by its id alone
+        else:
+            _check_port("dst_port", dst_port)
+        mem, heads = self._mems[kind], self._heads[kind]
+        sh, sl = _halves(src)
+        dh, dl = _halves(dst)
+        return (find(mem, heads, sh, sl, dh, dl, src_port, dst_port) == NONE
+                and find(mem, heads, dh, dl, sh, sl, dst_port, src_port) == NONE)
+
+    def reset(self):
+        for kind in (K_TCP, K_UDP, K_QUERY):
+            _clear(self._mems[kind], self._heads[kind])
+
+    # ---- for the router's status and the REPL
+
+    def capacity(self, proto):
+        return self._mems[self._kind(proto)][H_CAP]
+
+    def count(self, proto):
+        return self._mems[self._kind(proto)][H_USED]
+
+    def flows(self):
+        """(proto, src, sport, dst, dport, xl_host, xl_port, final_ip, final_port, idle_s)
+        for every flow, most recently used first within each protocol."""
+        now = self.now()
+        for kind in (K_TCP, K_UDP, K_QUERY):
+            mem = self._mems[kind]
+            for s in _slots_in_use(mem):
+                src, dst, sport, dport = _key(mem, s, 0)
+                final, xl_host, final_port, xl_port = _key(mem, s, 1)
+                base = HDR + s * SLOT
+                used = _word_addr(mem[base + S_TIME_HI], mem[base + S_TIME_LO])
+                yield (_PROTO_OF[kind], src, sport, dst, dport, xl_host, xl_port, final,
+                       final_port, now - used)
+
+    def _kind(self, proto):
+        kind = _KIND_OF.get(proto)
+        if kind is None:
+            raise ValueError("proto must be nat.TCP, nat.UDP or nat.ICMP, got %r" % (proto,))
+        return kind
+
+
+def _check_addr(what, a):
+    if not isinstance(a, int) or not 0 <= a <= 0xFFFFFFFF:
+        raise ValueError("%s must be an IPv4 address as an int (nat.ip('a.b.c.d')), got %r"
+                         % (what, a))
+
+
+def _check_port(what, port):
+    if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+        raise ValueError("%s must be a port 0..65535, got %r" % (what, port))
+
+
+def _seed():
+    # Per-table hash seed, so chain lengths are not predictable from outside.
+    try:
+        from os import urandom
+        r = urandom(2)
+        return r[0] << 8 | r[1]
+    except Exception:
+        import random
+        return random.getrandbits(16)
