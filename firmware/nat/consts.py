@@ -79,5 +79,3 @@ FL_REDIRECT = const(2)
 
 NONE = const(0xFFFF)   # no slot / no entry; a chain entry is slot * 2 + direction
 MAX_FLOWS = const(32767)
-
-SLOW = const(255)      # the viper core hands this packet to the Python path

@@ -8,7 +8,7 @@ from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, OVERLAP, CANNOT_NAT, MALF
                      NAT, REDIRECT, F_OK, F_KIND, F_SPORT, F_DPORT, K_OTHER, K_TCP, K_UDP,
                      K_QUERY, K_ERROR, H_MASK, H_CAP, H_MRU, H_LRU, H_FREE, H_USED, H_NOW_HI,
                      H_NOW_LO, H_SEED, HDR, S_KEY1, S_NEXT, S_NEWER, S_OLDER, S_TIME_HI,
-                     S_TIME_LO, S_FLAGS, SLOT, FL_USED, FL_REDIRECT, NONE, MAX_FLOWS, SLOW)
+                     S_TIME_LO, S_FLAGS, SLOT, FL_USED, FL_REDIRECT, NONE, MAX_FLOWS)
 from .flows import bucket, find, touch, translate_py
 from .icmperr import translate_error
 from .clock import Clock
@@ -178,9 +178,7 @@ class Table:
         if kind == K_OTHER:
             return UNTRANSLATED
         if kind != K_ERROR:
-            status = self._translate(p._buf, f, self._mems[kind], self._heads[kind])
-            if status != SLOW:
-                return status
+            return self._translate(p._buf, f, self._mems[kind], self._heads[kind])
         return translate_error(p._buf, f, self._mems, self._heads)
 
     # ---- slow path
