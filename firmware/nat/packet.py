@@ -81,10 +81,7 @@ def parse_py(buf, n, f):
     return 0
 
 
-try:
-    from ._viper import parse as _parse_fast
-except Exception:  # no native emitters (CPython, the WASI build): the twin serves
-    _parse_fast = None
+from .core import parse as _parse_fast
 
 
 def _addr(buf, at):

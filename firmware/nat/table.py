@@ -13,10 +13,7 @@ from .flows import bucket, find, touch, translate_py
 from .icmperr import translate_error
 from .clock import Clock
 
-try:
-    from ._viper import translate as _translate_fast
-except Exception:  # no native emitters (CPython, the WASI build): the twin serves
-    _translate_fast = None
+from .core import translate as _translate_fast
 
 Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
 

@@ -1,0 +1,74 @@
+"""The engine's internals: the layout copies agree, the index and LRU stay consistent."""
+import random
+import re
+from pathlib import Path
+
+import nat
+from nat import consts
+from nat.consts import HDR, SLOT, S_NEXT, S_NEWER, S_OLDER, H_MRU, H_LRU, H_FREE, H_USED, NONE
+from nat.flows import find
+
+NAT_DIR = Path(nat.__file__).parent
+
+
+def test_const_copies_agree_with_consts():
+    # Hot-path modules keep private copies (MicroPython inlines only a module's own const()).
+    for name in ("flows.py", "icmperr.py", "packet.py", "_viper.py"):
+        for m in re.finditer(r"^_([A-Z0-9_]+) = const\((\w+)\)", (NAT_DIR / name).read_text(), re.M):
+            public = getattr(consts, m.group(1), None)
+            if public is not None:
+                assert public == int(m.group(2), 0), (name, m.group(1))
+
+
+def check_invariants(mem, heads):
+    """Every used slot is on the LRU list once and findable by both keys; the rest are free."""
+    cap = mem[consts.H_CAP]
+    order = []
+    s, prev = mem[H_MRU], NONE
+    while s != NONE:
+        assert mem[HDR + s * SLOT + S_NEWER] == prev
+        order.append(s)
+        prev, s = s, mem[HDR + s * SLOT + S_OLDER]
+    assert mem[H_LRU] == prev
+    assert len(order) == len(set(order)) == mem[H_USED]
+    free = []
+    s = mem[H_FREE]
+    while s != NONE:
+        free.append(s)
+        s = mem[HDR + s * SLOT + S_NEWER]
+    assert sorted(order + free) == list(range(cap))
+    chained = 0
+    for b in range(len(heads)):
+        e = heads[b]
+        while e != NONE:
+            chained += 1
+            e = mem[HDR + (e >> 1) * SLOT + S_NEXT + (e & 1)]
+    assert chained == 2 * len(order)
+    for s in order:
+        for d in (0, 1):
+            k = HDR + s * SLOT + d * 6
+            assert find(mem, heads, *mem[k:k + 6]) == s * 2 + d
+
+
+def udp_packet(src, dst, sport, dport):
+    from oracle_min import udp
+    return udp(src, dst, sport, dport)
+
+
+def test_random_add_remove_keeps_index_consistent():
+    rng = random.Random(7)
+    t = nat.Table(tcp=1, udp=37, icmp=1)
+    p = nat.Packet()
+    mem, heads = t._mems[2], t._heads[2]
+    wan = nat.ip("198.51.100.2")
+    hosts = [nat.ip("192.168.4.%d" % i) for i in range(2, 12)]
+    for step in range(600):
+        if rng.random() < 0.1:
+            t.remove_connections(rng.choice(hosts))
+        else:
+            buf = udp_packet(rng.choice(hosts), nat.ip("203.0.113.10"), rng.randrange(1, 200), 53)
+            assert p.parse(buf) == nat.OK
+            port = rng.randrange(1024, 1100)
+            t.add(p, wan, lambda: port)
+        check_invariants(mem, heads)
+    assert mem[H_USED] == t.count(nat.UDP) <= 37
