@@ -133,8 +133,11 @@ def _acquire(mem, heads):
 
 
 def _slots_in_use(mem):
+    # Bounded: the REPL may list flows while the router's thread reorders them.
     s = mem[H_MRU]
-    while s != NONE:
+    for _ in range(mem[H_CAP]):
+        if s == NONE:
+            return
         older = mem[HDR + s * SLOT + S_OLDER]  # read first: the caller may release s
         yield s
         s = older
