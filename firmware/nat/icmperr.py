@@ -48,9 +48,11 @@ def translate_error(buf, f, mems, heads):
     # RFC 5508 REQ-3: a bad ICMP checksum or a bad quoted IP header is dropped.
     if sum16(buf, hl, end) != 0xFFFF:
         return _MALFORMED
+    if quoted_end - inner < 28:  # a quote holds an IP header and 8 bytes at least
+        return _MALFORMED
     b0 = buf[inner]
     ihl = (b0 & 15) << 2
-    if quoted_end - inner < 28 or b0 >> 4 != 4 or ihl < 20 or inner + ihl + 8 > quoted_end:
+    if b0 >> 4 != 4 or ihl < 20 or inner + ihl + 8 > quoted_end:
         return _MALFORMED
     if sum16(buf, inner, inner + ihl) != 0xFFFF:
         return _MALFORMED

@@ -334,6 +334,11 @@ def _seed():
         from os import urandom
         r = urandom(2)
         return r[0] << 8 | r[1]
-    except Exception:
-        import random
-        return random.getrandbits(16)
+    except Exception:  # no urandom (the WASI build): the clock is unpredictable enough
+        pass
+    try:
+        from time import ticks_us
+        return ticks_us() & 0xFFFF
+    except ImportError:
+        from time import perf_counter_ns
+        return perf_counter_ns() & 0xFFFF
