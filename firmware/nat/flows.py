@@ -1,11 +1,7 @@
 # The flow table's hash index and the pure-Python translation of a packet of a known
 # flow: the twin of the viper core in _viper.py, and what CPython and the WASI build run.
 # Layout: consts.py. Everything here works on 16-bit words (small ints on any MicroPython).
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .consts import const  # micropython.const, or a stand-in on CPython
 
 # Copies of consts.py values: MicroPython inlines only a module's own const()s.
 # test_engine_layout checks that they agree.

@@ -1,11 +1,7 @@
 # ICMP errors (RFC 5508 section 4): matched by the packet they quote, reversed, and
 # translated back so the quoted packet reads as the inside host sent it. Errors are
 # rare, so one pure-Python path serves every runtime; it allocates nothing either.
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .consts import const  # micropython.const, or a stand-in on CPython
 
 from .flows import find, fold, put16
 

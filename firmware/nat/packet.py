@@ -5,11 +5,7 @@ from array import array
 from .consts import (F_OK, F_LEN, F_PROTO, F_TTL, F_KIND, F_SPORT, F_DPORT, F_TYPE,
                      F_CODE, F_WORDS, K_TCP, K_QUERY)
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .consts import const  # micropython.const, or a stand-in on CPython
 
 _MALFORMED = const(5)
 _TCP = const(6)

@@ -184,11 +184,16 @@ class Table:
     # ---- slow path
 
     def tick(self):
-        """Read the clock; flows touched from now on are stamped with this time."""
-        hi, lo = _halves(self._clock() & 0xFFFFFFFF)
-        for mem in self._mems[1:]:
-            mem[H_NOW_HI] = hi
-            mem[H_NOW_LO] = lo
+        """Read the clock; flows touched from now on are stamped with this time.
+        Allocates nothing while the clock's values are small ints: a router calls it
+        once per loop."""
+        now = self._clock()
+        hi = (now >> 16) & 0xFFFF
+        lo = now & 0xFFFF
+        mems = self._mems
+        for kind in range(K_TCP, K_QUERY + 1):
+            mems[kind][H_NOW_HI] = hi
+            mems[kind][H_NOW_LO] = lo
 
     def now(self):
         return _word_addr(self._mems[1][H_NOW_HI], self._mems[1][H_NOW_LO])

@@ -1,0 +1,285 @@
+# natrouter's configuration: a JSON file on the board (notes/router-interface.md).
+#
+#   cfg, problems = config.load(path)
+#
+# cfg always comes back complete and valid; problems lists, one clear message each, what
+# was wrong and what was used instead. A missing, unreadable or half-written file gives
+# the defaults: the board must always boot to a state where it can be reached and fixed.
+# Runs on MicroPython (json, os.rename; no pathlib, no dataclasses).
+#
+# Besides the file's own keys, cfg carries the addresses as ints (slow path only; the
+# per-packet path never builds whole addresses as ints):
+#   cfg["lan"]["addr_int"], cfg["lan"]["mask_int"],
+#   cfg["wan"]["addr_int"], cfg["wan"]["mask_int"], cfg["wan"]["gateway_int"],
+#   each forward's "to_int" and "proto_num" (6 or 17).
+# save() writes only the file's keys. A forward's "to_port" may be left out: it then
+# equals "port".
+#
+# Fallbacks: lan and wan fall back to the defaults together (they must agree with each
+# other); a bad forward is left out; any other bad key takes its default.
+import json
+import os
+
+import nat
+
+DEFAULT_PATH = "natrouter.json"
+TABLE_MAX = 8192
+_PROTOS = {"tcp": 6, "udp": 17}
+
+
+def defaults():
+    """A fresh copy of the default configuration (without the derived *_int keys)."""
+    return {
+        "lan": {"addr": "192.168.4.1", "mask": "255.255.255.0"},
+        "wan": {"addr": "198.51.100.2", "mask": "255.255.255.0", "gateway": "198.51.100.1"},
+        "forwards": [],
+        "ports": {"first": 1024, "last": 65535},
+        "table": {"tcp": 512, "udp": 256, "icmp": 64},
+        "mtu": 1500,
+    }
+
+
+def load(path=DEFAULT_PATH):
+    """(cfg, problems). Never raises: a bad or missing file gives the defaults."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        return validate(defaults())[0], ["%s: cannot read (%s); using defaults" % (path, e)]
+    except Exception as e:  # e.g. bytes that are not UTF-8
+        return validate(defaults())[0], ["%s: unreadable (%r); using defaults" % (path, e)]
+    try:
+        raw = json.loads(text)
+    except Exception:  # ValueError; a half-written file lands here too
+        return validate(defaults())[0], ["%s: not valid JSON (half-written?); using defaults"
+                                         % path]
+    cfg, problems = validate(raw)
+    return cfg, ["%s: %s" % (path, p) for p in problems]
+
+
+def save(path, cfg):
+    """Write cfg (its file keys) atomically: a temporary file, then a rename over the
+    old one, so a power cut leaves either the old or the new file, never half of one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(to_file(cfg)))
+        try:
+            f.flush()
+        except AttributeError:
+            pass
+    try:
+        os.sync()  # the board's filesystem: commit before the rename
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # A filesystem whose rename does not replace: remove, then rename.
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def to_file(cfg):
+    """cfg without the derived keys: what save() writes and load() reads back."""
+    out = {}
+    for key, value in defaults().items():
+        v = cfg.get(key, value)
+        if isinstance(value, dict):
+            v = {k: v[k] for k in value}
+        elif key == "forwards":
+            v = [{"proto": f["proto"], "port": f["port"], "to": f["to"],
+                  "to_port": f.get("to_port", f["port"])} for f in v]
+        out[key] = v
+    return out
+
+
+# ---- validation
+
+def validate(raw):
+    """(cfg, problems) for an already parsed JSON value."""
+    problems = []
+    d = defaults()
+    if not isinstance(raw, dict):
+        problems.append("the file must hold a JSON object; using defaults")
+        raw = {}
+    for key in raw:
+        if key not in d:
+            problems.append("unknown key %r ignored" % (key,))
+    cfg = {}
+    _net(cfg, raw, d, problems)
+    cfg["ports"] = _ports(raw.get("ports", d["ports"]), d["ports"], problems)
+    cfg["table"] = _table(raw.get("table", d["table"]), d["table"], problems)
+    cfg["mtu"] = _mtu(raw.get("mtu", d["mtu"]), d["mtu"], problems)
+    cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
+    return cfg, problems
+
+
+class _Bad(Exception):
+    pass
+
+
+def _is_int(v):
+    return type(v) is int  # not bool: True is an int in Python
+
+
+def _section(raw, name, keys):
+    sec = raw.get(name)
+    if not isinstance(sec, dict):
+        raise _Bad("%s: must be an object with %s" % (name, ", ".join(keys)))
+    for k in sec:
+        if k not in keys:
+            raise _Bad("%s.%s: unknown key" % (name, k))
+    for k in keys:
+        if k not in sec:
+            raise _Bad("%s.%s: missing" % (name, k))
+    return sec
+
+
+def _addr(sec, name, key):
+    try:
+        return nat.ip(sec[key])
+    except ValueError:
+        raise _Bad("%s.%s: %r is not an IPv4 address" % (name, key, sec[key]))
+
+
+def _mask(sec, name):
+    m = _addr(sec, name, "mask")
+    inv = m ^ 0xFFFFFFFF
+    if inv & (inv + 1):
+        raise _Bad("%s.mask: %s is not a contiguous netmask" % (name, sec["mask"]))
+    if inv < 3 or m == 0:
+        raise _Bad("%s.mask: %s leaves no room for hosts (use /1 to /30)" % (name, sec["mask"]))
+    return m
+
+
+def _unicast(a):
+    top = a >> 24
+    return top != 0 and top != 127 and top < 224 and (a >> 16) != 0xA9FE
+
+
+def _host(sec, name, key, a, m):
+    """a must be a usable unicast address inside the subnet of m, not its network or
+    broadcast address."""
+    if not _unicast(a):
+        raise _Bad("%s.%s: %s is not a unicast host address" % (name, key, sec[key]))
+    host = a & (m ^ 0xFFFFFFFF)
+    if host == 0 or host == m ^ 0xFFFFFFFF:
+        raise _Bad("%s.%s: %s is the network or broadcast address of %s/%s"
+                   % (name, key, sec[key], sec["addr"], sec["mask"]))
+
+
+def _net(cfg, raw, d, problems):
+    try:
+        lan = _section(raw, "lan", ("addr", "mask")) if "lan" in raw else d["lan"]
+        wan = (_section(raw, "wan", ("addr", "mask", "gateway")) if "wan" in raw
+               else d["wan"])
+        la, lm = _addr(lan, "lan", "addr"), _mask(lan, "lan")
+        _host(lan, "lan", "addr", la, lm)
+        wa, wm, gw = _addr(wan, "wan", "addr"), _mask(wan, "wan"), _addr(wan, "wan", "gateway")
+        _host(wan, "wan", "addr", wa, wm)
+        if gw & wm != wa & wm:
+            raise _Bad("wan.gateway: %s is not on the WAN subnet %s/%s"
+                       % (wan["gateway"], wan["addr"], wan["mask"]))
+        _host(wan, "wan", "gateway", gw, wm)
+        if gw == wa:
+            raise _Bad("wan.gateway: %s is the WAN address itself" % wan["gateway"])
+        both = lm & wm  # the shorter prefix decides whether they overlap
+        if la & both == wa & both:
+            raise _Bad("lan/wan: the LAN subnet %s/%s and the WAN subnet %s/%s overlap"
+                       % (lan["addr"], lan["mask"], wan["addr"], wan["mask"]))
+    except _Bad as e:
+        problems.append("%s; using the default lan and wan" % e)
+        lan, wan = d["lan"], d["wan"]
+        la, lm, wa, wm, gw = (nat.ip(lan["addr"]), nat.ip(lan["mask"]), nat.ip(wan["addr"]),
+                              nat.ip(wan["mask"]), nat.ip(wan["gateway"]))
+    cfg["lan"] = {"addr": lan["addr"], "mask": lan["mask"], "addr_int": la, "mask_int": lm}
+    cfg["wan"] = {"addr": wan["addr"], "mask": wan["mask"], "gateway": wan["gateway"],
+                  "addr_int": wa, "mask_int": wm, "gateway_int": gw}
+
+
+def _ports(sec, default, problems):
+    try:
+        if not isinstance(sec, dict) or set(sec) != set(default):
+            raise _Bad("ports: must be an object with first and last")
+        for k in ("first", "last"):
+            if not _is_int(sec[k]) or not 1024 <= sec[k] <= 65535:
+                raise _Bad("ports.%s: %r must be an integer 1024..65535 (ports below 1024 "
+                           "always map into 1..1023)" % (k, sec[k]))
+        if sec["first"] > sec["last"]:
+            raise _Bad("ports: first %d is above last %d" % (sec["first"], sec["last"]))
+        return {"first": sec["first"], "last": sec["last"]}
+    except _Bad as e:
+        problems.append("%s; using %d..%d" % (e, default["first"], default["last"]))
+        return dict(default)
+
+
+def _table(sec, default, problems):
+    out = dict(default)
+    if not isinstance(sec, dict):
+        problems.append("table: must be an object with tcp, udp, icmp; using defaults")
+        return out
+    for k in sec:
+        if k not in default:
+            problems.append("table.%s: unknown key ignored" % k)
+    for k in default:
+        if k not in sec:
+            continue
+        v = sec[k]
+        if _is_int(v) and 1 <= v <= TABLE_MAX:
+            out[k] = v
+        else:
+            problems.append("table.%s: %r must be an integer 1..%d; using %d"
+                            % (k, v, TABLE_MAX, default[k]))
+    return out
+
+
+def _mtu(v, default, problems):
+    if _is_int(v) and 576 <= v <= 9000:
+        return v
+    problems.append("mtu: %r must be an integer 576..9000; using %d" % (v, default))
+    return default
+
+
+def _forwards(raw, lan, problems):
+    if not isinstance(raw, list):
+        problems.append("forwards: must be a list; no port forwards")
+        return []
+    out = []
+    seen = []
+    lm = lan["mask_int"]
+    for i, f in enumerate(raw):
+        where = "forwards[%d]" % i
+        try:
+            if not isinstance(f, dict):
+                raise _Bad("%s: must be an object with proto, port, to, to_port" % where)
+            for k in f:
+                if k not in ("proto", "port", "to", "to_port"):
+                    raise _Bad("%s.%s: unknown key" % (where, k))
+            for k in ("proto", "port", "to"):
+                if k not in f:
+                    raise _Bad("%s.%s: missing" % (where, k))
+            proto = f["proto"]
+            if proto not in _PROTOS:
+                raise _Bad("%s.proto: %r must be \"tcp\" or \"udp\"" % (where, proto))
+            to_port = f.get("to_port", f["port"])
+            for k, v in (("port", f["port"]), ("to_port", to_port)):
+                if not _is_int(v) or not 1 <= v <= 65535:
+                    raise _Bad("%s.%s: %r must be an integer 1..65535" % (where, k, v))
+            try:
+                to = nat.ip(f["to"])
+            except ValueError:
+                raise _Bad("%s.to: %r is not an IPv4 address" % (where, f["to"]))
+            host = to & (lm ^ 0xFFFFFFFF)
+            if (to & lm != lan["addr_int"] & lm or host == 0 or host == lm ^ 0xFFFFFFFF
+                    or to == lan["addr_int"]):
+                raise _Bad("%s.to: %s is not a host on the LAN %s/%s"
+                           % (where, f["to"], lan["addr"], lan["mask"]))
+            if (proto, f["port"]) in seen:
+                raise _Bad("%s: %s port %d is already forwarded" % (where, proto, f["port"]))
+        except _Bad as e:
+            problems.append("%s; forward left out" % e)
+            continue
+        seen.append((proto, f["port"]))
+        out.append({"proto": proto, "port": f["port"], "to": f["to"], "to_port": to_port,
+                    "proto_num": _PROTOS[proto], "to_int": to})
+    return out

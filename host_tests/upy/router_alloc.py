@@ -1,0 +1,204 @@
+# Runs on MicroPython (unix port and the 32-bit WASI build): the router's per-packet
+# path must not allocate. Builds a Router on MemoryLinks, establishes flows (TCP, UDP,
+# ICMP echo, port forwards; both directions) in a full table, then runs single steps
+# under micropython.heap_lock().
+#
+# Prints one line per case, after heap_unlock:
+#   CASE <name> <ok|ALLOC> <got> <expected>
+# where got/expected list, for each of three runs, which link the step's output went
+# out of (lan, wan, none; "unread" if the step failed before receiving).
+# and DONE at the end. host_tests/test_router_alloc.py checks the lines.
+import micropython
+
+import config
+import nat
+from link import MemoryLink
+from router import Router
+
+LAN_HOST = "192.168.4.2"
+LAN_HOST2 = "192.168.4.3"
+REMOTE = "203.0.113.5"
+CLIENT = "203.0.113.9"
+WAN = "198.51.100.2"
+LAN = "192.168.4.1"
+SIZES = {"tcp": 96, "udp": 96, "icmp": 24}
+
+
+# ---- packet building (slow, allocates; never under the lock)
+
+def _addr(text):
+    return bytes(int(x) for x in text.split("."))
+
+
+def _csum(b):
+    s = 0
+    n = len(b)
+    for i in range(0, n - 1, 2):
+        s += b[i] << 8 | b[i + 1]
+    if n & 1:
+        s += b[n - 1] << 8
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s ^ 0xFFFF
+
+
+def _put16(b, at, v):
+    b[at] = v >> 8
+    b[at + 1] = v & 0xFF
+
+
+def ip(src, dst, proto, l4, ttl=64):
+    h = bytearray(20)
+    h[0] = 0x45
+    _put16(h, 2, 20 + len(l4))
+    h[8] = ttl
+    h[9] = proto
+    h[12:16] = _addr(src)
+    h[16:20] = _addr(dst)
+    _put16(h, 10, _csum(h))
+    l4 = bytearray(l4)
+    if proto == 1:
+        _put16(l4, 2, _csum(l4))
+    else:
+        pseudo = h[12:20] + bytes([0, proto, len(l4) >> 8, len(l4) & 0xFF])
+        c = _csum(pseudo + l4)
+        _put16(l4, 16 if proto == 6 else 6, c or 0xFFFF)
+    return bytes(h + l4)
+
+
+def tcp(src, sport, dst, dport, flags=0x10, ttl=64, payload=b"data"):
+    t = bytearray(20)
+    _put16(t, 0, sport)
+    _put16(t, 2, dport)
+    t[12] = 5 << 4
+    t[13] = flags
+    _put16(t, 14, 65535)
+    return ip(src, dst, 6, t + payload, ttl)
+
+
+def udp(src, sport, dst, dport, ttl=64, payload=b"data"):
+    u = bytearray(8)
+    _put16(u, 0, sport)
+    _put16(u, 2, dport)
+    _put16(u, 4, 8 + len(payload))
+    return ip(src, dst, 17, u + payload, ttl)
+
+
+def icmp(src, dst, typ, ident, seq=1, ttl=64, payload=b"ping"):
+    m = bytearray(8)
+    m[0] = typ
+    _put16(m, 4, ident)
+    _put16(m, 6, seq)
+    return ip(src, dst, 1, m + payload, ttl)
+
+
+def port_of(pkt, at):
+    hl = (pkt[0] & 15) * 4
+    return pkt[hl + at] << 8 | pkt[hl + at + 1]
+
+
+# ---- the check
+
+def locked(step):
+    """Run step() with the heap locked: 1 if it allocated nothing, else 0."""
+    micropython.heap_lock()
+    try:
+        step()
+        ok = 1
+    except MemoryError:
+        ok = 0
+    micropython.heap_unlock()
+    return ok
+
+
+def exchange(lan, wan, link, pkt, poll):
+    """Send one packet through the router, unlocked (the slow path); return what came out."""
+    link.inject(pkt)
+    poll()
+    return lan.take_all(), wan.take_all()
+
+
+def main():
+    raw = config.defaults()
+    raw["table"] = SIZES
+    raw["forwards"] = [{"proto": "tcp", "port": 8080, "to": LAN_HOST, "to_port": 80},
+                       {"proto": "udp", "port": 6000, "to": LAN_HOST2, "to_port": 7000}]
+    cfg, problems = config.validate(raw)
+    assert not problems, problems
+    lan = MemoryLink("lan", 1500, 4)
+    wan = MemoryLink("wan", 1500, 4)
+    r = Router(cfg, lan, wan)
+    poll = r.poll
+
+    # Fill every protocol's table (older flows get reused once it is full).
+    for i in range(SIZES["tcp"] + 2):
+        exchange(lan, wan, lan, tcp(LAN_HOST2, 20000 + i, REMOTE, 443, flags=0x02), poll)
+    for i in range(SIZES["udp"] + 2):
+        exchange(lan, wan, lan, udp(LAN_HOST2, 20000 + i, REMOTE, 123), poll)
+    for i in range(SIZES["icmp"] + 2):
+        exchange(lan, wan, lan, icmp(LAN_HOST2, REMOTE, 8, 1000 + i), poll)
+
+    # The flows under test: the first packet of each is the slow path.
+    out = exchange(lan, wan, lan, tcp(LAN_HOST, 40000, REMOTE, 80, flags=0x02), poll)[1]
+    tcp_x = port_of(out[0], 0)
+    out = exchange(lan, wan, lan, udp(LAN_HOST, 5000, REMOTE, 53), poll)[1]
+    udp_x = port_of(out[0], 0)
+    out = exchange(lan, wan, lan, icmp(LAN_HOST, REMOTE, 8, 77), poll)[1]
+    icmp_x = port_of(out[0], 4)
+    back = exchange(lan, wan, wan, tcp(CLIENT, 5555, WAN, 8080, flags=0x02), poll)[0]
+    assert back and port_of(back[0], 2) == 80, "tcp port forward did not pass"
+    back = exchange(lan, wan, wan, udp(CLIENT, 5556, WAN, 6000), poll)[0]
+    assert back and port_of(back[0], 2) == 7000, "udp port forward did not pass"
+    sent_udp = udp(WAN, udp_x, REMOTE, 53)  # what the remote got, to quote in an error
+    unreachable = bytearray(8)
+    unreachable[0] = 3
+    unreachable[1] = 3
+    for name, n in (("tcp", nat.TCP), ("udp", nat.UDP), ("icmp", nat.ICMP)):
+        assert r.table.count(n) == r.table.capacity(n), "table not full: " + name
+
+    cases = (
+        ("tcp_out", lan, r.step_lan, tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+        ("tcp_in", wan, r.step_wan, tcp(REMOTE, 80, WAN, tcp_x), "lan"),
+        ("udp_out", lan, r.step_lan, udp(LAN_HOST, 5000, REMOTE, 53), "wan"),
+        ("udp_in", wan, r.step_wan, udp(REMOTE, 53, WAN, udp_x), "lan"),
+        ("icmp_echo_out", lan, r.step_lan, icmp(LAN_HOST, REMOTE, 8, 77), "wan"),
+        ("icmp_echo_in", wan, r.step_wan, icmp(REMOTE, WAN, 0, icmp_x), "lan"),
+        ("icmp_error_in", wan, r.step_wan,
+         ip(REMOTE, WAN, 1, unreachable + sent_udp[:28]), "lan"),
+        ("forward_tcp_in", wan, r.step_wan, tcp(CLIENT, 5555, WAN, 8080), "lan"),
+        ("forward_tcp_out", lan, r.step_lan, tcp(LAN_HOST, 80, CLIENT, 5555), "wan"),
+        ("forward_udp_in", wan, r.step_wan, udp(CLIENT, 5556, WAN, 6000), "lan"),
+        ("forward_udp_out", lan, r.step_lan, udp(LAN_HOST2, 7000, CLIENT, 5556), "wan"),
+        ("echo_router_lan", lan, r.step_lan, icmp(LAN_HOST, LAN, 8, 5), "lan"),
+        ("echo_router_wan", wan, r.step_wan, icmp(REMOTE, WAN, 8, 6), "wan"),
+        ("ttl_exceeded", lan, r.step_lan, tcp(LAN_HOST, 40000, REMOTE, 80, ttl=1), "lan"),
+        ("unsolicited", wan, r.step_wan, tcp(CLIENT, 4444, WAN, 9999, flags=0x02), "none"),
+        ("lan_local", lan, r.step_lan, udp(LAN_HOST, 5000, LAN_HOST2, 53), "none"),
+        ("malformed", lan, r.step_lan, b"\x45" + bytes(30), "none"),
+        ("poll", lan, poll, tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+    )
+    results = []
+    for name, link, step, pkt, expect in cases:
+        ok = 1
+        where = []
+        for _ in range(3):
+            link.inject(pkt)
+            ok &= locked(step)
+            got_lan, got_wan = lan.take_all(), wan.take_all()
+            if link.pending():  # the step failed before receiving
+                where.append("unread")
+                link.rx.get()
+            else:
+                where.append(("lan" if got_lan else "") + ("wan" if got_wan else "") or "none")
+        results.append("CASE %s %s %s %s" % (name, "ok" if ok else "ALLOC", ",".join(where),
+                                             ",".join((expect,) * 3)))
+    for line in results:
+        print(line)
+    print("COUNTERS", sorted(r.counters().items()))
+    # The REPL's view works here too: one readable line per flow of the full table.
+    lines = r.flows()
+    print("FLOWS", len(lines), sum(SIZES.values()), lines[0].split()[0])
+    print("DONE")
+
+
+main()
