@@ -226,8 +226,9 @@ class Topology:
             shutil.copy(BOARD / name, self.flash)
         (self.flash / "natrouter.json").write_text(json.dumps(config or CONFIG, indent=1))
 
-    def start_board(self, main="main.py", ready_timeout=20):
-        """Run `micropython -i <main>` in <p>-rtr on a pty; wait until 192.168.4.1 answers ping."""
+    def start_board(self, main="main.py", ready_timeout=20, heapsize=None):
+        """Run `micropython -i <main>` in <p>-rtr on a pty; wait until 192.168.4.1 answers ping.
+        heapsize: the unix port's -X heapsize (e.g. "512K"); its default is 2M."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, MICROPYPATH="%s:.frozen" % self.flash)
         log = open(self.workdir / "socat.log", "ab")
@@ -235,7 +236,8 @@ class Topology:
         self.board_proc = subprocess.Popen(
             ["ip", "netns", "exec", self.rtr, "socat",
              "PTY,link=%s,rawer" % self.pty,
-             "EXEC:%s -i %s,pty,rawer,stderr,setsid" % (exe, main)],
+             "EXEC:%s%s -i %s,pty,rawer,stderr,setsid" % (
+                 exe, " -X heapsize=%s" % heapsize if heapsize else "", main)],
             cwd=self.flash, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
         log.close()
