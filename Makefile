@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench bench-net clean
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: setup
 
 bench: setup
 	$(PY) tools/bench.py
+
+# Throughput through the virtual board vs a bare forwarder and the kernel's NAT (root).
+bench-net: setup
+	$(PY) tools/bench_net.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis
