@@ -41,13 +41,20 @@ def _new_tables(cap, seed):
     buckets = 1
     while buckets < 2 * cap:  # two chain entries per flow: about one per bucket
         buckets <<= 1
-    mem = array("H", bytes(2 * (HDR + cap * SLOT)))
-    heads = array("H", b"\xff" * (2 * buckets))
+    mem = _words(HDR + cap * SLOT, 0)
+    heads = _words(buckets, NONE)
     mem[H_MASK] = buckets - 1
     mem[H_CAP] = cap
     mem[H_SEED] = seed & 0xFFFF
     _clear(mem, heads)
     return mem, heads
+
+
+def _words(n, fill):
+    try:
+        return array("H", [fill]) * n  # CPython: exactly n words
+    except TypeError:  # MicroPython's arrays do not repeat; this one allocates exactly
+        return array("H", bytes((fill & 0xFF,)) * (2 * n))
 
 
 def _clear(mem, heads):
