@@ -1,4 +1,4 @@
-# natrouter's configuration: a JSON file on the board (notes/router-interface.md).
+# natrouter's configuration: a JSON file on the board (boards/README.md).
 #
 #   cfg, problems = config.load(path)
 #

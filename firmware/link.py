@@ -4,7 +4,7 @@
 
 
 class Link:
-    """One IPv4 interface, as the router sees it (notes/router-interface.md).
+    """One IPv4 interface, as the router sees it (boards/README.md).
 
     name: "lan" or "wan".
     mtu:  the largest IPv4 packet the link carries; the router's receive buffer is at

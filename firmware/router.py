@@ -1,6 +1,6 @@
 # The router: moves IPv4 packets between a LAN link and a WAN link through the nat
 # engine. Board-independent; the board supplies the links and the waiting
-# (notes/router-interface.md).
+# (boards/README.md).
 #
 #   import board, router
 #   router.start(board)            # config, links, Router, run in the background

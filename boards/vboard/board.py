@@ -1,7 +1,7 @@
 # The virtual board: the firmware on the MicroPython unix port, its two links
 # raw Ethernet (AF_PACKET) sockets on veth interfaces of a Linux network
 # namespace built by tools/vboard.py. Implements the board interface of
-# notes/router-interface.md; see README.md next to this file.
+# boards/README.md; see README.md next to this file.
 #
 # The kernel of the board's namespace holds no address on these interfaces:
 # the board owns them, answers ARP for them itself (arp.py) and frames
