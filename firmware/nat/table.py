@@ -184,6 +184,8 @@ class Table:
         kind = f[F_KIND]
         if kind == K_OTHER:
             return UNTRANSLATED
+        buf = p._buf
+        buf[8] = buf[8]  # a read-only buffer raises TypeError here, untouched (viper's ptr8 would write)
         if kind != K_ERROR:
             return self._translate(p._buf, f, self._mems[kind], self._heads[kind])
         return translate_error(p._buf, f, self._mems, self._heads)
