@@ -17,21 +17,11 @@ except ImportError:
 
 try:
     from time import ticks_ms, ticks_diff, ticks_add
-except ImportError:
-    import time as _time
-
-    # MicroPython's ticks wrap at 2**30 so they stay small ints; mirror that.
-    _PERIOD = 1 << 30
-    _HALF = _PERIOD >> 1
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & (_PERIOD - 1)
+except ImportError:  # CPython: the engine's clock has the stand-ins (2**30 ms wrap, as MicroPython)
+    from nat.clock import ticks_ms, ticks_diff
 
     def ticks_add(ticks, delta):
-        return (ticks + delta) & (_PERIOD - 1)
-
-    def ticks_diff(end, start):
-        return ((end - start + _HALF) & (_PERIOD - 1)) - _HALF
+        return (ticks + delta) & 0x3FFFFFFF
 
 
 def _os_urandom():

@@ -137,3 +137,28 @@ def field(b, what):
         return b[8]
     at = {"sport": hl, "dport": hl + 2, "id": hl + 4}[what]
     return b[at] << 8 | b[at + 1]
+
+
+def run_cases(cases, tag, pure_flag, pure=False, names=None):
+    """Run case functions, print FAIL details and one summary line `<tag> passed=.. failed=..
+    pure=..`; pure_flag is the calling module's PURE list, set for the run."""
+    import sys
+    pure_flag[0] = pure
+    failed = ran = 0
+    for case in cases:
+        if names and case.__name__ not in names:
+            continue
+        ran += 1
+        try:
+            case()
+        except Exception as e:
+            failed += 1
+            print("FAIL %s:" % case.__name__)
+            if hasattr(sys, "print_exception"):
+                sys.print_exception(e, sys.stdout)
+            else:
+                import traceback
+                traceback.print_exception(e, file=sys.stdout)
+    print("%s passed=%d failed=%d pure=%d" % (tag, ran - failed, failed, 1 if pure else 0))
+    pure_flag[0] = False
+    return failed

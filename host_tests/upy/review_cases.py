@@ -3,6 +3,7 @@
 # CPython runs them too. run_all() prints one FAIL line per failing case, then
 #   REVIEW_CASES passed=<n> failed=<n> pure=<0|1>
 import nat
+import pktlib
 from pktlib import udp, tcp, echo, icmp_error, cut, valid, field, checksum
 
 PURE = [False]
@@ -286,23 +287,4 @@ CASES = (case_readonly_buffer_is_never_written, case_lru_model_small_tables,
 
 
 def run_all(pure=False, names=None):
-    import sys
-    PURE[0] = pure
-    failed = ran = 0
-    for case in CASES:
-        if names and case.__name__ not in names:
-            continue
-        ran += 1
-        try:
-            case()
-        except Exception as e:
-            failed += 1
-            print("FAIL %s:" % case.__name__)
-            if hasattr(sys, "print_exception"):
-                sys.print_exception(e, sys.stdout)
-            else:
-                import traceback
-                traceback.print_exception(e, file=sys.stdout)
-    print("REVIEW_CASES passed=%d failed=%d pure=%d" % (ran - failed, failed, 1 if pure else 0))
-    PURE[0] = False
-    return failed
+    return pktlib.run_cases(CASES, "REVIEW_CASES", PURE, pure, names)

@@ -309,20 +309,4 @@ CASES = (case_add_and_translate_both_ways, case_redirect, case_untranslated_leav
 
 
 def run_all(pure=False):
-    import sys
-    PURE[0] = pure
-    failed = 0
-    for case in CASES:
-        try:
-            case()
-        except Exception as e:
-            failed += 1
-            print("FAIL %s:" % case.__name__)
-            if hasattr(sys, "print_exception"):
-                sys.print_exception(e, sys.stdout)
-            else:
-                import traceback
-                traceback.print_exception(e, file=sys.stdout)
-    print("TABLE_CASES passed=%d failed=%d pure=%d" % (len(CASES) - failed, failed,
-                                                      1 if pure else 0))
-    return failed
+    return pktlib.run_cases(CASES, "TABLE_CASES", PURE, pure)
