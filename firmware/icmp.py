@@ -1,12 +1,10 @@
 # ICMP the router originates itself: echo replies to pings of its own addresses, built in
 # place in the receive buffer, and error messages (Time Exceeded, Fragmentation Needed)
 # built into a preallocated buffer. Nothing here allocates, so a ping flood or a
-# traceroute burst costs no garbage. The router decides *whether* to answer; this module
-# only builds the packets.
+# traceroute burst costs no garbage. The router decides *whether* to answer (from what
+# the parse decoded); this module only builds the packets.
 from compat import const, ticks_diff
-# The engine's one's complement helpers (internal to nat, shared rather than copied).
-from nat.flows import fold, put16 as _put16
-from nat.icmperr import sum16
+from nat.checksum import fold, put16 as _put16, sum16
 
 _ICMP = const(1)
 _ECHO_REPLY = const(0)
@@ -17,12 +15,6 @@ FRAG_NEEDED = const(4)      # code of UNREACHABLE (RFC 1191)
 _ERROR_MAX = const(576)     # RFC 1812 4.3.2.3: the whole error fits in 576 bytes
 _HEADERS = const(28)        # IPv4 header + ICMP header of the error
 _TTL = const(64)
-
-
-def is_echo_request(buf, hl, length):
-    """A whole (unfragmented) ICMP echo request with room for its header."""
-    return (buf[9] == _ICMP and length >= hl + 8 and buf[hl] == _ECHO_REQUEST
-            and buf[hl + 1] == 0 and not ((buf[6] & 0x3F) | buf[7]))
 
 
 def echo_reply_in_place(buf, hl):

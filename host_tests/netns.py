@@ -1,25 +1,24 @@
-"""Fixtures and helpers for the virtual-board tests (tools/vboard.py does the work).
+"""Fixtures and helpers for the virtual-board tests (tools/topology.py does the work).
 
 Every topology gets a unique namespace prefix and is torn down even when a test
 fails. Without root or `ip netns` the tests are skipped with the reason.
 """
 import os
 import sys
-import time
 from contextlib import contextmanager
 
 import pytest
 
-import vboard
+from topology import FIRMWARE, Topology, Unavailable, check_host
 
 
 def skip_reason():
     """Why the virtual board cannot run here, or None."""
     try:
-        vboard.check_host()
-    except vboard.Unavailable as e:
+        check_host()
+    except Unavailable as e:
         return str(e)
-    if not (vboard.FIRMWARE / "main.py").exists():
+    if not (FIRMWARE / "main.py").exists():
         return "firmware/main.py does not exist yet"
     return None
 
@@ -34,7 +33,7 @@ def topology(tag="t", start=True):
     reason = skip_reason()
     if reason:
         pytest.skip("virtual board: " + reason)
-    topo = vboard.Topology(unique_prefix(tag), log=lambda *a: None)
+    topo = Topology(unique_prefix(tag), log=lambda *a: None)
     try:
         topo.up(start=start)
         yield topo
@@ -66,46 +65,13 @@ def background(proc):
                 proc.kill()
 
 
-def wait_port(topo, ns, host, port, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if topo.run(ns, sys.executable, "-c", vboard.PORT_OPEN, host, port, check=False).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("%s:%d does not accept connections in %s" % (host, port, ns))
-
-
-# Captures IPv4 frames on an interface (both ways) for a bounded time; prints one line
-# per frame "src dst proto sport dport" (ports 0 for ICMP and others).
-CAPTURE = r"""
-import select, socket, struct, sys, time
-ifname, seconds = sys.argv[1], float(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((ifname, 0))
-print("ready", flush=True)
-end = time.monotonic() + seconds
-while True:
-    left = end - time.monotonic()
-    if left <= 0 or not select.select([s], [], [], left)[0]:
-        break
-    f = s.recv(65535)
-    if f[12:14] != b"\x08\x00":
-        continue
-    ip = f[14:]
-    hl = (ip[0] & 15) * 4
-    sport = dport = 0
-    if ip[9] in (6, 17):
-        sport, dport = struct.unpack("!HH", ip[hl:hl + 4])
-    print(socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[9], sport, dport, flush=True)
-"""
-
 
 @contextmanager
 def capture(topo, ns, ifname, seconds):
     """Frames received on ns/ifname while the block runs (at most `seconds`):
     yields a list filled in on exit with (src, dst, proto, sport, dport) tuples."""
     frames = []
-    proc = topo.python_bg(ns, CAPTURE, ifname, seconds)
+    proc = topo.peer_bg(ns, "capture.py", ifname, seconds)
     with background(proc):
         assert proc.stdout.readline().strip() == "ready"
         yield frames

@@ -8,7 +8,6 @@ A script prints its results; the caller parses stdout. A non-zero exit or a
 traceback raises `MicroPythonError` with everything the runtime printed.
 """
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 UPY_TESTS = ROOT / "host_tests" / "upy"
+if str(ROOT / "tools") not in sys.path:  # also when run as the WASI child
+    sys.path.insert(0, str(ROOT / "tools"))
+from hostenv import micropython_binary as unix_binary  # noqa: E402
 
 
 class MicroPythonError(RuntimeError):
     pass
-
-
-def unix_binary():
-    """Path of the unix port's `micropython` command, or None."""
-    here = Path(sys.executable).parent / "micropython"
-    if here.exists():
-        return str(here)
-    return shutil.which("micropython")
 
 
 def run_unix(code, path=(), timeout=300, heapsize=None, emit=None):

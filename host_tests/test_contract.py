@@ -1,4 +1,4 @@
-"""The `nat` engine's public contract (shared/spec/nat-api.md), clause by clause,
+"""The `nat` engine's public contract (firmware/nat/README.md), clause by clause,
 with scapy as the oracle for every translated byte."""
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
@@ -154,7 +154,7 @@ OK_CASES = {
     "TCP with options": wire(TO),
     "TCP header exactly 20 bytes": _short_l4(T, 20),
     "TCP options exactly filling the segment": _short_l4(TO, TO_HEADER),
-    "UDP header exactly 8 bytes": _short_l4(U, 8),
+    "UDP header exactly 8 bytes": wire(udp_packet(L, 1000, X, 53, b"")),
     "ICMP header exactly 8 bytes": _short_l4(Q, 8),
     # A non-first fragment carries no transport header: not checked for one.
     "TCP later fragment of 4 bytes": wire(later_fragment(T, 16))[:24],

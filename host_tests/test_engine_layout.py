@@ -11,13 +11,57 @@ from nat.flows import find
 NAT_DIR = Path(nat.__file__).parent
 
 
+FIRMWARE = NAT_DIR.parent
+# Modules that keep private const() copies of the layout (MicroPython inlines only a
+# module's own consts): every copy must agree with nat/consts.py.
+LAYOUT_USERS = sorted(NAT_DIR.glob("*.py")) + sorted(FIRMWARE.glob("*.py"))
+
+
+def const_copies(path):
+    return re.findall(r"^_([A-Z0-9_]+) = const\((\w+)\)", path.read_text(), re.M)
+
+
+def public_consts():
+    """Every public layout name: the engine's (nat/consts.py), the router's counters
+    and the screen's policy words and verdicts; no name may mean two things."""
+    import counters
+    import screen
+    names = {}
+    for module in (consts, counters, screen):
+        for name in dir(module):
+            value = getattr(module, name)
+            if name.isupper() and isinstance(value, int):
+                assert names.get(name, value) == value, name
+                names[name] = value
+    return names
+
+
 def test_const_copies_agree_with_consts():
-    # Hot-path modules keep private copies (MicroPython inlines only a module's own const()).
-    for name in ("flows.py", "icmperr.py", "packet.py", "_viper.py"):
-        for m in re.finditer(r"^_([A-Z0-9_]+) = const\((\w+)\)", (NAT_DIR / name).read_text(), re.M):
-            public = getattr(consts, m.group(1), None)
-            if public is not None:
-                assert public == int(m.group(2), 0), (name, m.group(1))
+    public = public_consts()
+    checked = 0
+    for path in LAYOUT_USERS:
+        for name, value in const_copies(path):
+            if name in public:
+                assert public[name] == int(value, 0), (path.name, name)
+                checked += 1
+    assert checked > 200  # the cores, the screen and the router do keep copies
+
+
+def test_counter_indices_follow_the_names():
+    import counters
+    indices = {name: getattr(counters, name) for name in dir(counters) if name.startswith("C_")}
+    assert sorted(indices.values()) == list(range(len(counters.NAMES)))
+    assert indices["C_MARTIAN"] == counters.NAMES.index("dropped_martian")
+    assert indices["C_OUT"] == counters.NAMES.index("translated_out")
+
+
+def test_cores_name_every_slot_and_header_offset():
+    # No raw indices into the flow table or the packet fields in the cores: a layout
+    # change must show in consts.py and nowhere else.
+    for name in ("_python.py", "_viper.py", "icmperr.py", "flows.py"):
+        text = (NAT_DIR / name).read_text()
+        raw = re.findall(r"\b(?:m|mem|w|f|hd|heads)\[\s*\d+\s*\]|\[[a-z_]+ \+ \d+\](?<!\+ 1\])", text)
+        assert raw == [], (name, raw)
 
 
 def check_invariants(mem, heads):
@@ -59,7 +103,7 @@ def test_random_add_remove_keeps_index_consistent():
     rng = random.Random(7)
     t = nat.Table(tcp=1, udp=37, icmp=1)
     p = nat.Packet()
-    mem, heads = t._mems[2], t._heads[2]
+    mem, heads = t.mems[2], t.heads[2]
     wan = nat.ip("198.51.100.2")
     hosts = [nat.ip("192.168.4.%d" % i) for i in range(2, 12)]
     for step in range(600):

@@ -19,7 +19,8 @@ def _routable(a):
 
 # Addresses the engine may translate: not 0/8, 127/8, 169.254/16, 224/4 or 240/4.
 routable = st.integers(0x01000000, 0xDFFFFFFF).filter(_routable).map(nat.ip_str)
-ports = st.integers(0, 65535)
+ports = st.integers(1, 65535)       # port 0 never opens a flow (test_leaks.py)
+ids = st.integers(0, 65535)
 tcp_option = st.one_of(
     st.tuples(st.just("MSS"), st.integers(0, 65535)),
     st.tuples(st.just("WScale"), st.integers(0, 14)),
@@ -74,7 +75,7 @@ def flows(draw):
     kind = draw(st.sampled_from(["tcp", "udp", "udp0", "icmp"]))
     mode = nat.NAT if kind == "icmp" else draw(st.sampled_from([nat.NAT, nat.REDIRECT]))
     src, dst, xl, final, router = draw(st.lists(routable, min_size=5, max_size=5, unique=True))
-    sport, dport, xport, fport = (draw(ports) for _ in range(4))
+    sport, dport, xport, fport = (draw(ids if kind == "icmp" else ports) for _ in range(4))
     if kind == "icmp":
         dport = sport
     if mode == nat.NAT:

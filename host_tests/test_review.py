@@ -234,14 +234,14 @@ def test_lru_free_list_and_chains_follow_a_model(engine, ops, cap):
     from test_engine_layout import check_invariants
     review_cases.PURE[0] = engine == "pure"
     try:
-        review_cases.run_model(ops, cap, check=lambda t: check_invariants(t._mems[2], t._heads[2]))
+        review_cases.run_model(ops, cap, check=lambda t: check_invariants(t.mems[2], t.heads[2]))
     finally:
         review_cases.PURE[0] = False
 
 
 def test_lru_model_can_fail(monkeypatch):
     # A translate that forgets to refresh the flow must be caught by the model.
-    monkeypatch.setattr(nat.flows, "touch", lambda mem, s: None)
+    monkeypatch.setattr(nat.core.python, "touch", lambda mem, s: None)
     review_cases.PURE[0] = True
     try:
         with pytest.raises(AssertionError):

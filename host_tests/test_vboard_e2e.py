@@ -1,12 +1,8 @@
-"""The firmware on the virtual board (tools/vboard.py), end to end, with real traffic
+"""The firmware on the virtual board (tools/topology.py), end to end, with real traffic
 between Linux network namespaces. Needs root and `ip netns`; skipped otherwise.
-
-The ARP tests at the end need neither: they drive boards/vboard/arp.py directly
-(scapy checks the frames) and check on the unix port that a lookup allocates nothing.
-"""
+The board's ARP and framing alone: test_vboard_frames.py."""
 import ast
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,22 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import vboard
-from netns import background, capture, vtopo, wait_port  # noqa: F401 (vtopo: fixture)
-from vboard import FORWARD_TCP, FORWARD_UDP, LAN1, LAN2, LAN_GW, SRV, WAN
-
-BOARD_DIR = Path(vboard.BOARD)
-
-
-def _load_arp():
-    # by path: putting boards/vboard on sys.path would shadow other tests' `board`
-    spec = importlib.util.spec_from_file_location("vboard_arp", BOARD_DIR / "arp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-arp = _load_arp()
+import topology
+from hostenv import wait_port
+from netns import background, capture, vtopo  # noqa: F401 (vtopo: fixture)
+from topology import FORWARD_TCP, FORWARD_UDP, LAN1, LAN2, LAN_GW, SRV, WAN
 
 
 # ---- end to end ----------------------------------------------------------------
@@ -47,7 +31,7 @@ def test_tcp_download_of_8_mb_arrives_intact(vtopo):
     (www / "blob").write_bytes(data)
     web = vtopo.popen(vtopo.srv, sys.executable, "-m", "http.server", "-d", www, "-b", SRV, "8000")
     with background(web):
-        wait_port(vtopo, vtopo.srv, SRV, 8000)
+        wait_port(vtopo.srv, SRV, 8000)
         size, digest = vtopo.fetch(vtopo.lan1, "http://%s:8000/blob" % SRV)
     assert size == len(data)
     assert digest == hashlib.sha256(data).hexdigest()
@@ -62,13 +46,13 @@ def test_udp_answer_and_closed_port_refused(vtopo):
 
 
 def test_traceroute_shows_router_isp_server(vtopo):
-    assert vtopo.traceroute(vtopo.lan1, SRV) == [LAN_GW, vboard.ISP_WAN, SRV]
+    assert vtopo.traceroute(vtopo.lan1, SRV) == [LAN_GW, topology.ISP_WAN, SRV]
 
 
 def _two_clients_same_source_port(topo, proto, port, sport):
     """lan1 and lan2 both talk from `sport` to SRV:port, their flows overlapping in time.
     Returns the four replies."""
-    clients = [topo.python_bg(ns, vboard.CLIENT, proto, SRV, port, sport, 2, "first", "-", "second",
+    clients = [topo.peer_bg(ns, "client.py", proto, SRV, port, sport, 2, "first", "-", "second",
                               stdin=subprocess.PIPE)
                for ns in (topo.lan1, topo.lan2)]
     replies = []
@@ -123,7 +107,7 @@ def test_board_state_over_mpremote_while_traffic_flows(vtopo):
             background(vtopo.serve(vtopo.srv, "udp", 7009, "srv")), \
             background(vtopo.serve(vtopo.lan1, "tcp", 80, "lan1")), \
             background(vtopo.popen(vtopo.lan2, "ping", "-n", "-c", "60", "-i", "0.1", SRV)) as ping, \
-            background(vtopo.python_bg(vtopo.lan1, vboard.CLIENT, "tcp", SRV, 7008, 41234, 2,
+            background(vtopo.peer_bg(vtopo.lan1, "client.py", "tcp", SRV, 7008, 41234, 2,
                                        "hi", "-", "bye", stdin=subprocess.PIPE)) as held:
         assert held.stdout.readline().startswith("srv hi")  # a TCP flow, open meanwhile
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7009, ["hi"], sport=41235)[0].startswith("srv hi")
@@ -160,145 +144,3 @@ def test_board_logged_no_exception(vtopo):
     counters = ast.literal_eval(vtopo.exec_on_board(
         "import router; print(router.running.counters())").strip())
     assert counters["errors"] == 0
-
-
-# ---- ARP (boards/vboard/arp.py), no namespaces needed --------------------------
-
-MAC = bytes.fromhex("02000000000a")
-IP = bytes([192, 168, 4, 1])
-PEER_MAC = bytes.fromhex("02000000000b")
-PEER_IP = bytes([192, 168, 4, 2])
-
-
-class Wire:
-    def __init__(self):
-        self.frames = []
-
-    def __call__(self, frame, n):
-        self.frames.append(bytes(frame[:n]))
-
-
-def _arp_frame(op, sha, spa, tha, tpa, dst=b"\xff" * 6):
-    from scapy.layers.l2 import ARP, Ether
-    return bytes(Ether(dst=dst, src=sha, type=0x0806) /
-                 ARP(op=op, hwsrc=sha, psrc=".".join(map(str, spa)),
-                     hwdst=tha, pdst=".".join(map(str, tpa))))
-
-
-def _mac_str(b):
-    return ":".join("%02x" % x for x in b)
-
-
-def _new(**kw):
-    wire = Wire()
-    return arp.Arp(MAC, IP, wire, **kw), wire
-
-
-def test_arp_answers_requests_for_its_address_only():
-    from scapy.layers.l2 import ARP, Ether
-    a, wire = _new()
-    req = _arp_frame(1, _mac_str(PEER_MAC), PEER_IP, "00:00:00:00:00:00", IP)
-    a.input(req, len(req), 0)
-    other = _arp_frame(1, _mac_str(PEER_MAC), PEER_IP, "00:00:00:00:00:00", bytes([192, 168, 4, 9]))
-    a.input(other, len(other), 0)
-    assert len(wire.frames) == 1
-    reply = Ether(wire.frames[0])
-    assert reply.dst == _mac_str(PEER_MAC) and reply.src == _mac_str(MAC)
-    assert reply[ARP].op == 2 and reply[ARP].hwsrc == _mac_str(MAC) and reply[ARP].psrc == "192.168.4.1"
-    assert reply[ARP].hwdst == _mac_str(PEER_MAC) and reply[ARP].pdst == "192.168.4.2"
-    assert a.lookup(PEER_IP, 0, 0) >= 0  # learnt: the asker is about to talk to us
-
-
-def test_arp_does_not_learn_strangers_talking_to_others():
-    a, wire = _new()
-    req = _arp_frame(1, _mac_str(PEER_MAC), PEER_IP, "00:00:00:00:00:00", bytes([192, 168, 4, 9]))
-    a.input(req, len(req), 0)
-    assert a.lookup(PEER_IP, 0, 0) == -1 and wire.frames == []
-
-
-def test_arp_holds_frames_until_the_reply_then_sends_them():
-    from scapy.layers.l2 import ARP, Ether
-    a, wire = _new()
-    frame = b"\x00" * 6 + MAC + b"\x08\x00" + b"payload-1"
-    assert a.hold(frame, len(frame), PEER_IP, 0, 0)
-    assert a.hold(frame[:-1] + b"2", len(frame), PEER_IP, 0, 10)
-    assert len(wire.frames) == 1  # one request for both
-    req = Ether(wire.frames[0])
-    assert req.dst == "ff:ff:ff:ff:ff:ff" and req[ARP].op == 1 and req[ARP].pdst == "192.168.4.2"
-    rep = _arp_frame(2, _mac_str(PEER_MAC), PEER_IP, _mac_str(MAC), IP, dst=_mac_str(MAC))
-    a.input(rep, len(rep), 20)
-    sent = wire.frames[1:]
-    assert [f[14:] for f in sent] == [b"payload-1", b"payload-2"]
-    assert all(f[:6] == PEER_MAC for f in sent)
-    slot = a.lookup(PEER_IP, 0, 30)
-    assert slot >= 0 and bytes(a.mac_of(slot)) == PEER_MAC
-    assert not a.busy()
-
-
-def test_arp_retries_once_a_second_then_drops_what_waits():
-    a, wire = _new()
-    frame = bytes(20)
-    a.hold(frame, 20, PEER_IP, 0, 0)
-    for t in range(100, 5000, 100):
-        a.poll(t)
-    assert len(wire.frames) == arp.TRIES  # RFC 1122: at most one per second
-    assert a.dropped == 1 and not a.busy()
-    assert a.lookup(PEER_IP, 0, 5000) == -1
-
-
-def test_arp_held_queue_keeps_the_newest_frames():
-    a, wire = _new(held=2)
-    for i in range(3):
-        a.hold(bytes([i]) * 20, 20, PEER_IP, 0, i)
-    rep = _arp_frame(2, _mac_str(PEER_MAC), PEER_IP, _mac_str(MAC), IP, dst=_mac_str(MAC))
-    a.input(rep, len(rep), 10)
-    assert [f[14] for f in wire.frames[1:]] == [1, 2]
-    assert a.dropped == 1
-
-
-def test_arp_entries_refresh_by_unicast_then_expire():
-    from scapy.layers.l2 import Ether
-    a, wire = _new()
-    req = _arp_frame(1, _mac_str(PEER_MAC), PEER_IP, "00:00:00:00:00:00", IP)
-    a.input(req, len(req), 0)
-    wire.frames.clear()
-    assert a.lookup(PEER_IP, 0, arp.REFRESH_MS - 1) >= 0 and wire.frames == []
-    assert a.lookup(PEER_IP, 0, arp.REFRESH_MS) >= 0  # still used while asking
-    assert len(wire.frames) == 1 and Ether(wire.frames[0]).dst == _mac_str(PEER_MAC)
-    assert a.lookup(PEER_IP, 0, arp.EXPIRE_MS) == -1
-
-
-def test_arp_cache_is_fixed_size_and_forgets_the_oldest():
-    a, wire = _new(size=4)
-    for i in range(6):
-        ip = bytes([192, 168, 4, 10 + i])
-        req = _arp_frame(1, "02:00:00:00:01:%02x" % i, ip, "00:00:00:00:00:00", IP)
-        a.input(req, len(req), i * 10)
-    known = [i for i in range(6) if a.lookup(bytes([192, 168, 4, 10 + i]), 0, 100) >= 0]
-    assert known == [2, 3, 4, 5]
-
-
-ARP_ALLOC = """
-import micropython, arp
-wire = []
-a = arp.Arp(b'\\x02\\x00\\x00\\x00\\x00\\x0a', bytes([192, 168, 4, 1]), lambda f, n: wire.append(n))
-req = bytes(b'\\xff' * 6 + b'\\x02\\x00\\x00\\x00\\x00\\x0b' + b'\\x08\\x06\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01'
-            + b'\\x02\\x00\\x00\\x00\\x00\\x0b' + bytes([192, 168, 4, 2]) + bytes(6) + bytes([192, 168, 4, 1]))
-a.input(req, len(req), 0)
-pkt = bytearray(40)
-pkt[16:20] = bytes([192, 168, 4, 2])
-s = m = None  # globals exist before the lock
-micropython.heap_lock()
-s = a.lookup(pkt, 16, 5)
-m = a.mac_of(s)
-micropython.heap_unlock()
-print(s, wire, m)
-"""
-
-
-def test_arp_lookup_allocates_nothing_on_the_unix_port():
-    from runtimes import run_unix, unix_binary
-    if unix_binary() is None:
-        pytest.skip("the MicroPython unix port is not installed")
-    out = run_unix(ARP_ALLOC, path=[BOARD_DIR])
-    assert out.split()[0] == "0" and "[42]" in out

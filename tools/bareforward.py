@@ -77,7 +77,7 @@ def through_links(seconds):
     with open(board.CONFIG_PATH) as f:
         cfg = json.load(f)
     lan, wan = board.open_links(cfg)
-    buf = bytearray(1500)
+    buf = board.packet_buffer()  # as the router gets it
     print("forwarding")
     end = time.ticks_add(time.ticks_ms(), seconds * 1000)
     while time.ticks_diff(end, time.ticks_ms()) > 0:

@@ -3,7 +3,7 @@
 
     bench_net.py [--seconds 5] [--repeat 3] [--prefix bn]
 
-In one run, on one topology (tools/vboard.py), iperf3 from <p>-lan1 to <p>-srv through:
+In one run, on one topology (tools/topology.py), iperf3 from <p>-lan1 to <p>-srv through:
   (a) the virtual board: the natrouter firmware on the MicroPython unix port;
   (b) tools/bareforward.py on the same links: a bare MicroPython frame forwarder,
       no ARP, no parsing, no translation (the ceiling for (a)); and, to split (a)'s
@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-import vboard
-from vboard import LAN_GW, SRV, WAN, ISP_WAN
+import topology
+from hostenv import micropython_binary, sh
+from topology import LAN_GW, SRV, WAN, ISP_WAN
 
 TOOLS = Path(__file__).resolve().parent
 LAN_NET = "192.168.4.0/24"
@@ -41,14 +42,14 @@ def cpu_split():
 def pin_router(topo):
     split = cpu_split()
     if split:
-        for pid in vboard.sh("ip", "netns", "pids", topo.rtr).stdout.split():
-            vboard.sh("taskset", "-a", "-p", "-c", split[0], pid, check=False)
+        for pid in sh("ip", "netns", "pids", topo.rtr).stdout.split():
+            sh("taskset", "-a", "-p", "-c", split[0], pid, check=False)
 
 
 def forwarder_cpu_seconds(topo):
     """CPU time (user + system, all threads) of the MicroPython processes in <p>-rtr."""
     total = 0
-    for pid in vboard.sh("ip", "netns", "pids", topo.rtr).stdout.split():
+    for pid in sh("ip", "netns", "pids", topo.rtr).stdout.split():
         try:
             if Path("/proc/%s/comm" % pid).read_text().strip() != "micropython":
                 continue
@@ -127,12 +128,12 @@ def run_bare(topo, seconds, results, links=False):
     else:
         env = None
         args = ["lan", "wan", topo.mac(topo.lan1, "eth0"), topo.mac(topo.isp, "rtr"), limit]
-        vboard.sh("ip", "-n", topo.lan1, "neigh", "replace", LAN_GW, "lladdr", topo.mac(topo.rtr, "lan"),
+        sh("ip", "-n", topo.lan1, "neigh", "replace", LAN_GW, "lladdr", topo.mac(topo.rtr, "lan"),
                   "dev", "eth0", "nud", "permanent")
-        vboard.sh("ip", "-n", topo.isp, "neigh", "replace", WAN, "lladdr", topo.mac(topo.rtr, "wan"),
+        sh("ip", "-n", topo.isp, "neigh", "replace", WAN, "lladdr", topo.mac(topo.rtr, "wan"),
                   "dev", "rtr", "nud", "permanent")
-    vboard.sh("ip", "-n", topo.isp, "route", "add", LAN_NET, "via", WAN)
-    fwd = topo.popen(topo.rtr, vboard.micropython_binary(), TOOLS / "bareforward.py", *args,
+    sh("ip", "-n", topo.isp, "route", "add", LAN_NET, "via", WAN)
+    fwd = topo.popen(topo.rtr, micropython_binary(), TOOLS / "bareforward.py", *args,
                      cwd=topo.flash, env=env)
     try:
         if fwd.stdout.readline().strip() != "forwarding":
@@ -144,9 +145,9 @@ def run_bare(topo, seconds, results, links=False):
     finally:
         fwd.terminate()
         fwd.wait(5)
-        vboard.sh("ip", "-n", topo.isp, "route", "del", LAN_NET, "via", WAN, check=False)
-        vboard.sh("ip", "-n", topo.isp, "neigh", "del", WAN, "dev", "rtr", check=False)
-        vboard.sh("ip", "-n", topo.lan1, "neigh", "del", LAN_GW, "dev", "eth0", check=False)
+        sh("ip", "-n", topo.isp, "route", "del", LAN_NET, "via", WAN, check=False)
+        sh("ip", "-n", topo.isp, "neigh", "del", WAN, "dev", "rtr", check=False)
+        sh("ip", "-n", topo.lan1, "neigh", "del", LAN_GW, "dev", "eth0", check=False)
 
 
 def run_links(topo, seconds, results):
@@ -165,9 +166,9 @@ table ip vboard_bench {
 
 def run_kernel(topo, seconds, results):
     ns = topo.rtr
-    vboard.sh("ip", "-n", ns, "addr", "add", LAN_GW + "/24", "dev", "lan")
-    vboard.sh("ip", "-n", ns, "addr", "add", WAN + "/24", "dev", "wan")
-    vboard.sh("ip", "-n", ns, "route", "add", "default", "via", ISP_WAN)
+    sh("ip", "-n", ns, "addr", "add", LAN_GW + "/24", "dev", "lan")
+    sh("ip", "-n", ns, "addr", "add", WAN + "/24", "dev", "wan")
+    sh("ip", "-n", ns, "route", "add", "default", "via", ISP_WAN)
     topo.run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
     topo.run(ns, "nft", "-f", "-", input=NFT_RULES)
     try:
@@ -177,8 +178,8 @@ def run_kernel(topo, seconds, results):
     finally:
         topo.run(ns, "nft", "delete", "table", "ip", "vboard_bench", check=False)
         topo.run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-        vboard.sh("ip", "-n", ns, "addr", "flush", "dev", "lan")
-        vboard.sh("ip", "-n", ns, "addr", "flush", "dev", "wan")
+        sh("ip", "-n", ns, "addr", "flush", "dev", "lan")
+        sh("ip", "-n", ns, "addr", "flush", "dev", "wan")
 
 
 def _fmt(x, spec):
@@ -231,20 +232,20 @@ def main(argv=None):
     global REPEAT
     REPEAT = max(1, min(args.repeat, 5))
     try:
-        vboard.check_host()
+        topology.check_host()
         for tool in ("iperf3", "nft"):
             if shutil.which(tool) is None:
-                raise vboard.Unavailable("`%s` is not installed (make setup)" % tool)
-    except vboard.Unavailable as e:
+                raise topology.Unavailable("`%s` is not installed (make setup)" % tool)
+    except topology.Unavailable as e:
         print("bench_net: cannot run: %s" % e, file=sys.stderr)
         return 2
-    topo = vboard.Topology(args.prefix)
+    topo = topology.Topology(args.prefix)
     if topo.exists():
         print("bench_net: %s-* exists already; `vboard.py down --prefix %s`" % (args.prefix, args.prefix),
               file=sys.stderr)
         return 1
     results = {}
-    vboard.handle_signals()
+    topology.handle_signals()
     try:
         topo.up(start=False)
         split = cpu_split()

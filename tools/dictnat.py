@@ -1,5 +1,5 @@
 # dictnat: the benchmark's baseline, a NAT written the plain way. Same contract as the
-# engine (shared/spec/nat-api.md) for Packet.parse and Table.add / translate of TCP, UDP
+# engine (firmware/nat/README.md) for Packet.parse and Table.add / translate of TCP, UDP
 # and ICMP queries, NAT and REDIRECT modes, but built from the obvious parts: struct to
 # parse and rewrite, one dict entry per flow direction keyed by a tuple, and checksums
 # recomputed over the header and the whole segment (no RFC 1624 incremental update).

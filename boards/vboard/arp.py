@@ -11,18 +11,7 @@
 # Times are ticks in ms (time.ticks_ms on MicroPython, any int counter on CPython);
 # the caller passes `now`, so tests drive the clock.
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-import time
-
-try:
-    ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-    def ticks_diff(a, b):
-        return a - b
+from compat import const, ticks_diff
 
 _FREE = const(0)
 _INCOMPLETE = const(1)  # asked, no answer yet
@@ -51,7 +40,8 @@ class Arp:
         self.size = size
         self._state = bytearray(size)
         self._ips = bytearray(4 * size)
-        self._macs = [bytearray(6) for _ in range(size)]
+        self._macs = bytearray(6 * size)  # flat: frames.egress reads it
+        self._used = bytearray(size)       # set by frames.egress; the refresh timer reads it
         self._seen = [0] * size    # last answer (REACHABLE) or first request (INCOMPLETE)
         self._asked = [0] * size   # last request sent
         self._tries = bytearray(size)
@@ -98,11 +88,11 @@ class Arp:
                 self._state[i] = _FREE
                 return -1
             if self._tries[i] < TRIES and ticks_diff(now, self._asked[i]) >= RETRY_MS:
-                self._request(i, now, self._macs[i])  # unicast poll, RFC 1122 2.3.2.1
+                self._request(i, now, self.mac_of(i))  # unicast poll, RFC 1122 2.3.2.1
         return i
 
     def mac_of(self, slot):
-        return self._macs[slot]
+        return bytes(self._macs[6 * slot:6 * slot + 6])
 
     # ---- resolution ------------------------------------------------------------
 
@@ -175,8 +165,14 @@ class Arp:
                         self._forget(i)  # RFC 1122 2.3.2.2: give up, drop what waits
                     else:
                         self._request(i, now, None)
-            elif st == _REACHABLE and ticks_diff(now, self._seen[i]) >= EXPIRE_MS:
-                self._state[i] = _FREE
+            elif st == _REACHABLE:
+                age = ticks_diff(now, self._seen[i])
+                if age >= EXPIRE_MS:
+                    self._state[i] = _FREE
+                elif (age >= REFRESH_MS and self._used[i] and self._tries[i] < TRIES
+                      and ticks_diff(now, self._asked[i]) >= RETRY_MS):
+                    self._used[i] = 0
+                    self._request(i, now, self.mac_of(i))  # unicast poll, RFC 1122 2.3.2.1
 
     def busy(self):
         for n in self._held_len:
@@ -243,11 +239,12 @@ class Arp:
             self._reply(f)
 
     def _learn(self, i, f, now):
-        m = self._macs[i]
+        m = self._macs
+        j = 6 * i
         changed = self._state[i] != _REACHABLE
         for k in range(6):
-            if m[k] != f[22 + k]:
-                m[k] = f[22 + k]
+            if m[j + k] != f[22 + k]:
+                m[j + k] = f[22 + k]
                 changed = True
         if changed:
             self.learned += 1
@@ -263,7 +260,7 @@ class Arp:
             if q < 0:
                 return
             frame = self._held[q]
-            frame[0:6] = m
+            frame[0:6] = m[j:j + 6]
             n = self._held_len[q]
             self._held_len[q] = 0
             self._transmit(frame, n)
@@ -290,7 +287,7 @@ class Arp:
                 j = 4 * i
                 out.append("%d.%d.%d.%d %s %s" % (
                     self._ips[j], self._ips[j + 1], self._ips[j + 2], self._ips[j + 3],
-                    ":".join("%02x" % b for b in self._macs[i]), names[self._state[i]]))
+                    ":".join("%02x" % b for b in self.mac_of(i)), names[self._state[i]]))
         return out
 
     def stats(self):

@@ -7,11 +7,6 @@
 # the board owns them, answers ARP for them itself (arp.py) and frames
 # every IPv4 packet it sends.
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 import gc
 import os
 import select
@@ -21,6 +16,8 @@ import time
 import _thread
 
 import arp
+from compat import const
+from frames import classify, egress, route, FRAME_IPV4, FRAME_ARP, HOP_MISS, HOP_BROADCAST
 
 CONFIG_PATH = "natrouter.json"
 
@@ -34,15 +31,14 @@ _ETH_P_ALL = const(0x0300)  # htons(ETH_P_ALL): ARP and IPv4 on one socket
 _SOL_PACKET = const(263)
 _PACKET_IGNORE_OUTGOING = const(23)  # Linux 4.20+: do not hear our own frames
 _ETH = const(14)
+_RX_MAX = const(1518)  # read a little past the MTU: a longer frame is dropped, not cut
 _HOUSEKEEP_MS = const(100)
 
 # Every received frame allocates (recv). Left alone, the unix port collects only when
 # its 2 MB heap is full, and by then each 1.5 KB allocation scans past all the garbage
 # since the last collection: measured 60-70 us per packet through the router. A
 # collection every 128 KB allocated brings it to ~25 us (tools/bench_net.py).
-GC_THRESHOLD = 128 * 1024
-
-_BROADCAST = b"\xff\xff\xff\xff\xff\xff"
+GC_THRESHOLD = int(os.getenv("VBOARD_GC_THRESHOLD") or 128 * 1024)
 
 
 def _sysfs(ifname, what):
@@ -54,24 +50,33 @@ def _ip_bytes(dotted):
     return bytes(int(x) for x in dotted.split("."))
 
 
+class Frame:
+    """The frame buffer both links share with the router: received frames are copied
+    in whole, the router works on the IPv4 packet behind the Ethernet header (`packet`,
+    a memoryview made once) and a link sends it from there with a new header. One copy
+    per forwarded packet, as a bare forwarder makes."""
+
+    def __init__(self, mtu):
+        self.frame = bytearray(_ETH + mtu)
+        self.packet = memoryview(self.frame)[_ETH:]
+
+
 class EthernetLink:
     # name: "lan"/"wan"; ifname: the veth; addr/mask/gateway: dotted strings
     # (gateway may be None: then only on-link destinations are reachable).
-    def __init__(self, name, ifname, addr, mask, gateway=None, mtu=1500):
+    def __init__(self, name, ifname, addr, mask, gateway=None, mtu=1500, shared=None):
         self.name = name
         self.ifname = ifname
         self.mtu = mtu
         self.mac = bytes(int(x, 16) for x in _sysfs(ifname, "address").split(":"))
         self._ip = _ip_bytes(addr)
-        self._mask = _ip_bytes(mask)
-        self._net = bytes(a & m for a, m in zip(self._ip, self._mask))
-        self._gw = _ip_bytes(gateway) if gateway else None
-        self._rxmax = _ETH + mtu + 4  # a longer frame is dropped, not cut
-        self._tx = bytearray(_ETH + mtu)
-        self._txmv = memoryview(self._tx)
-        self._tx[6:12] = self.mac
-        self._tx[12] = 0x08  # IPv4
-        self._tx[13] = 0x00
+        mask_b = _ip_bytes(mask)
+        self._route = route(bytes(a & m for a, m in zip(self._ip, mask_b)), mask_b,
+                            _ip_bytes(gateway) if gateway else None, self.mac)
+        shared = shared or Frame(mtu)
+        self._frame = shared.frame
+        self._packet = shared.packet
+        self._tx = bytearray(_ETH + mtu)  # for packets sent from other buffers
         s = socket.socket(_AF_PACKET, _SOCK_RAW, _ETH_P_ALL)
         ifindex = int(_sysfs(ifname, "ifindex"))
         s.bind(struct.pack("<HHi", _AF_PACKET, _ETH_P_ALL, ifindex) + bytes(12))
@@ -84,7 +89,8 @@ class EthernetLink:
         self._ready = select.poll()
         self._ready.register(s, select.POLLIN)
         self._drained = True
-        self.arp = arp.Arp(self.mac, self._ip, self._write, frame_size=_ETH + mtu)
+        self.arp = a = arp.Arp(self.mac, self._ip, self._write, frame_size=_ETH + mtu)
+        self._arp_arrays = (a._ips, a._state, a._macs, a._used)
         self.now = time.ticks_ms()
         self._housekept = self.now
         self.rx = 0          # IPv4 packets delivered to the router
@@ -97,6 +103,7 @@ class EthernetLink:
     # ---- the Link interface ---------------------------------------------------
 
     def recv_into(self, buf):
+        sock = self.sock
         while True:
             if self._drained:
                 # Once drained, ask before reading: recv() on an empty socket allocates
@@ -109,74 +116,58 @@ class EthernetLink:
                     self.housekeep(time.ticks_ms())  # the router may not wait() while busy
                     return 0
             try:
-                f = self.sock.recv(self._rxmax)  # one frame; allocates (unix port has no recv_into)
+                f = sock.recv(_RX_MAX)  # one frame; allocates (the unix port has no recv_into)
             except OSError:
                 self._drained = True
                 return 0
             self._drained = False
             n = len(f)
-            if n < _ETH + 20 or f[12] != 0x08:
-                self.rx_ignored += 1
-                continue
-            if f[13] == 0x06:
+            kind = classify(f, n, self.mac, self.mtu)
+            if kind == FRAME_IPV4:
+                if buf is self._packet:
+                    self._frame[0:n] = f  # the whole frame: no memoryview to make
+                elif n - _ETH <= len(buf):
+                    buf[0:n - _ETH] = memoryview(f)[_ETH:n]
+                else:
+                    self.rx_ignored += 1
+                    continue
+                self.rx += 1
+                if not self.rx & 63:
+                    self.housekeep(time.ticks_ms())
+                return n - _ETH
+            if kind == FRAME_ARP:
                 self.arp.input(f, n, self.now)
-                continue
-            if f[13] != 0x00 or n - _ETH > self.mtu or n - _ETH > len(buf) or not self._for_me(f):
+            else:
                 self.rx_ignored += 1
-                continue
-            n -= _ETH
-            buf[0:n] = memoryview(f)[_ETH:]
-            self.rx += 1
-            if not self.rx & 63:
-                self.housekeep(time.ticks_ms())
-            return n
 
     def send(self, buf, n):
-        if n > self.mtu:
+        if buf is self._packet:
+            frame = self._frame  # the packet is in place behind its header
+        elif n <= self.mtu:
+            frame = self._tx
+            frame[_ETH:_ETH + n] = memoryview(buf)[0:n]
+        else:
             self.tx_errors += 1
             return
-        tx = self._tx
-        self._txmv[_ETH:_ETH + n] = memoryview(buf)[0:n]
-        # next hop: the destination itself when on-link, else the gateway
-        m = self._mask
-        net = self._net
-        if (tx[30] & m[0]) == net[0] and (tx[31] & m[1]) == net[1] \
-                and (tx[32] & m[2]) == net[2] and (tx[33] & m[3]) == net[3]:
-            if (tx[30] | m[0]) == 255 and (tx[31] | m[1]) == 255 \
-                    and (tx[32] | m[2]) == 255 and (tx[33] | m[3]) == 255:
-                tx[0:6] = _BROADCAST  # the subnet's broadcast address
-                self._write(tx, _ETH + n)
-                self.tx += 1
-                return
-            hop, off = tx, 30
-        elif tx[30] == 255 and tx[31] == 255 and tx[32] == 255 and tx[33] == 255:
-            tx[0:6] = _BROADCAST
-            self._write(tx, _ETH + n)
+        ips, states, macs, used = self._arp_arrays
+        hop = egress(frame, self._route, ips, states, macs, used)
+        if hop >= 0 or hop == HOP_BROADCAST:
+            self._write(frame, _ETH + n)
             self.tx += 1
-            return
-        elif self._gw is not None:
-            hop, off = self._gw, 0
+        elif hop == HOP_MISS:
+            self._hold(frame, n)
         else:
             self.no_route += 1
-            return
-        a = self.arp
-        slot = a.lookup(hop, off, self.now)
-        if slot >= 0:
-            tx[0:6] = a.mac_of(slot)
-            self._write(tx, _ETH + n)
-            self.tx += 1
-        elif a.hold(tx, _ETH + n, hop, off, self.now):
-            self.tx += 1  # counted now; arp.dropped counts held frames that never left
 
     # ---- board internals -----------------------------------------------------
 
-    def _for_me(self, f):
-        m = self.mac
-        if f[5] == m[5] and f[4] == m[4] and f[3] == m[3] and f[2] == m[2] \
-                and f[1] == m[1] and f[0] == m[0]:
-            return True
-        return f[0] == 0xFF and f[1] == 0xFF and f[2] == 0xFF and f[3] == 0xFF \
-            and f[4] == 0xFF and f[5] == 0xFF
+    def _hold(self, frame, n):
+        # The next hop has no ARP entry yet: keep the frame and ask (slow path).
+        r = self._route
+        on_link = all(frame[30 + i] & r[4 + i] == r[i] for i in range(4))
+        hop, off = (frame, 30) if on_link else (r, 8)
+        if self.arp.hold(frame, _ETH + n, hop, off, self.now):
+            self.tx += 1  # counted now; arp.dropped counts held frames that never left
 
     def _write(self, frame, n):
         try:
@@ -203,16 +194,20 @@ class EthernetLink:
 
 _links = ()
 _poller = None
+_shared = None
 
 
 def open_links(cfg):
-    global _links, _poller
+    global _links, _poller, _shared
     for link in _links:
         link.close()
     lan_cfg, wan_cfg = cfg["lan"], cfg["wan"]
     mtu = cfg.get("mtu", 1500)
-    lan = EthernetLink("lan", LAN_IF, lan_cfg["addr"], lan_cfg["mask"], lan_cfg.get("gateway"), mtu)
-    wan = EthernetLink("wan", WAN_IF, wan_cfg["addr"], wan_cfg["mask"], wan_cfg.get("gateway"), mtu)
+    _shared = Frame(mtu)
+    lan = EthernetLink("lan", LAN_IF, lan_cfg["addr"], lan_cfg["mask"], lan_cfg.get("gateway"),
+                       mtu, _shared)
+    wan = EthernetLink("wan", WAN_IF, wan_cfg["addr"], wan_cfg["mask"], wan_cfg.get("gateway"),
+                       mtu, _shared)
     gc.collect()
     gc.threshold(GC_THRESHOLD)
     _poller = select.poll()
@@ -235,6 +230,11 @@ def wait(timeout_ms):
         link.housekeep(now)
 
 
+def packet_buffer():
+    """The router's receive buffer: the packet part of the links' shared frame."""
+    return _shared.packet
+
+
 def start(fn):
     _thread.stack_size(64 * 1024)
     _thread.start_new_thread(fn, ())
@@ -248,6 +248,3 @@ def counters():
 def neighbours():
     return {link.name: link.arp.entries() for link in _links}
 
-
-ticks_ms = time.ticks_ms
-sleep_ms = time.sleep_ms

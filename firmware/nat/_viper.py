@@ -1,17 +1,83 @@
 # The viper core: parse() and translate() compiled to machine code, for ports with
-# native emitters (the unix port, the ESP32). The pure-Python twins are
-# packet.parse_py and flows.translate_py; host tests run both on the same packets.
-# Importing this where viper is missing fails, and the twins serve instead.
+# native emitters (the unix port, the ESP32). The pure-Python twin is _python.py, and
+# the tests run both on the same packets. Importing this where viper is missing fails;
+# nat/core.py then picks the twin. ICMP errors are rare: translate() hands them to the
+# one pure-Python path (icmperr.py).
 import micropython
 from micropython import const
 
-_MALFORMED = const(5)
+from .icmperr import translate_error
+
+_IP_LEN = const(2)
+_IP_FRAG = const(6)
+_IP_TTL = const(8)
+_IP_PROTO = const(9)
+_IP_CSUM = const(10)
+_IP_SRC = const(12)
+_IP_DST = const(16)
+_IP_MIN = const(20)
+_L4_SPORT = const(0)
+_L4_DPORT = const(2)
+_TCP_OFF = const(12)
+_TCP_CSUM = const(16)
+_TCP_MIN = const(20)
+_UDP_LEN = const(4)
+_UDP_CSUM = const(6)
+_UDP_MIN = const(8)
+_ICMP_CODE = const(1)
+_ICMP_CSUM = const(2)
+_ICMP_ID = const(4)
+_ICMP_MIN = const(8)
+_OK = const(0)
 _UNTRANSLATED = const(1)
 _TTL_EXCEEDED = const(2)
-_QUERY_TYPES = const(0x7E101)  # bits 0, 8, 13-18: echo, timestamp, information, mask
-_ERROR_TYPES = const(0x1838)   # bits 3, 4, 5, 11, 12
+_MALFORMED = const(5)
+_TCP = const(6)
+_UDP = const(17)
+_ICMP = const(1)
+_QUERY_TYPES = const(0x7E101)
+_ERROR_TYPES = const(0x1838)
+_NO_ICMP = const(0xFFFF)
+_OPT_SOURCE_ROUTE = const(1)
+_FRAG_MF = const(0x2000)
+_REQUEST_TYPES = const(0x2A100)
+_F_OK = const(0)
+_F_LEN = const(1)
+_F_L4 = const(2)
+_F_PROTO = const(3)
+_F_TTL = const(4)
+_F_KIND = const(5)
+_F_SPORT = const(6)
+_F_DPORT = const(7)
+_F_TYPE = const(8)
+_F_CODE = const(9)
+_F_FRAG = const(10)
+_F_OPT = const(11)
+_K_OTHER = const(0)
+_K_TCP = const(1)
+_K_UDP = const(2)
+_K_QUERY = const(3)
+_K_ERROR = const(4)
+_H_MASK = const(0)
+_H_MRU = const(2)
+_H_LRU = const(3)
+_H_NOW_HI = const(6)
+_H_NOW_LO = const(7)
+_H_SEED = const(8)
 _HDR = const(10)
 _SLOT = const(20)
+_S_KEY1 = const(6)
+_KEY_SRC_HI = const(0)
+_KEY_SRC_LO = const(1)
+_KEY_DST_HI = const(2)
+_KEY_DST_LO = const(3)
+_KEY_SPORT = const(4)
+_KEY_DPORT = const(5)
+_S_NEXT = const(12)
+_S_NEWER = const(14)
+_S_OLDER = const(15)
+_S_TIME_HI = const(16)
+_S_TIME_LO = const(17)
 _NONE = const(0xFFFF)
 
 
@@ -19,14 +85,14 @@ _NONE = const(0xFFFF)
 def parse(buf, n: int, f) -> int:
     p = ptr8(buf)
     w = ptr16(f)
-    w[0] = 0
-    if n < 20 or n > int(len(buf)):
+    w[_F_OK] = 0
+    if n < _IP_MIN or n > int(len(buf)):
         return _MALFORMED
     b0 = p[0]
     hl = (b0 & 15) << 2
-    if (b0 >> 4) != 4 or hl < 20:
+    if (b0 >> 4) != 4 or hl < _IP_MIN:
         return _MALFORMED
-    tl = (p[2] << 8) | p[3]
+    tl = (p[_IP_LEN] << 8) | p[_IP_LEN + 1]
     if tl < hl or tl > n:
         return _MALFORMED
     s = 0
@@ -38,147 +104,176 @@ def parse(buf, n: int, f) -> int:
     s = (s & 0xFFFF) + (s >> 16)
     if s != 0xFFFF:
         return _MALFORMED
-    proto = p[9]
-    kind = 0
+    opt = 0
+    i = _IP_MIN
+    while i < hl:  # RFC 791 options: 0 ends the list, 1 is one byte, the rest type+length
+        o = p[i]
+        if o == 0:
+            break
+        if o == 1:
+            i += 1
+            continue
+        if i + 1 >= hl or p[i + 1] < 2:
+            break
+        if o == 131 or o == 137:
+            opt |= _OPT_SOURCE_ROUTE
+        i += p[i + 1]
+    proto = p[_IP_PROTO]
+    frag = (p[_IP_FRAG] << 8) | p[_IP_FRAG + 1]
+    kind = _K_OTHER
     sport = 0
     dport = 0
-    typ = 0xFFFF
-    code = 0xFFFF
-    if ((p[6] & 0x1F) | p[7]) == 0:
+    typ = _NO_ICMP
+    code = _NO_ICMP
+    if (frag & 0x1FFF) == 0:  # only a first fragment carries the transport header
         room = tl - hl
-        if proto == 6:
-            if room < 20:
+        if proto == _TCP:
+            if room < _TCP_MIN:
                 return _MALFORMED
-            doff = (p[hl + 12] >> 4) << 2
-            if doff < 20 or doff > room:
+            doff = (p[hl + _TCP_OFF] >> 4) << 2
+            if doff < _TCP_MIN or doff > room:
                 return _MALFORMED
-            kind = 1
-        elif proto == 17:
-            if room < 8:
+            kind = _K_TCP
+        elif proto == _UDP:
+            if room < _UDP_MIN:
                 return _MALFORMED
-            kind = 2
-        elif proto == 1:
-            if room < 8:
+            ulen = (p[hl + _UDP_LEN] << 8) | p[hl + _UDP_LEN + 1]
+            if ulen < _UDP_MIN or (ulen > room and (frag & _FRAG_MF) == 0):
+                return _MALFORMED  # RFC 768
+            kind = _K_UDP
+        elif proto == _ICMP:
+            if room < _ICMP_MIN:
                 return _MALFORMED
             typ = p[hl]
-            code = p[hl + 1]
+            code = p[hl + _ICMP_CODE]
             if typ < 32 and (_QUERY_TYPES >> typ) & 1:
-                kind = 3
-                sport = (p[hl + 4] << 8) | p[hl + 5]
+                kind = _K_QUERY
+                sport = (p[hl + _ICMP_ID] << 8) | p[hl + _ICMP_ID + 1]
                 dport = sport
             elif typ < 32 and (_ERROR_TYPES >> typ) & 1:
-                kind = 4
-        if kind == 1 or kind == 2:
-            sport = (p[hl] << 8) | p[hl + 1]
-            dport = (p[hl + 2] << 8) | p[hl + 3]
-    w[1] = tl
-    w[2] = hl
-    w[3] = proto
-    w[4] = p[8]
-    w[5] = kind
-    w[6] = sport
-    w[7] = dport
-    w[8] = typ
-    w[9] = code
-    w[0] = 1
-    return 0
+                kind = _K_ERROR
+        if kind == _K_TCP or kind == _K_UDP:
+            sport = (p[hl + _L4_SPORT] << 8) | p[hl + _L4_SPORT + 1]
+            dport = (p[hl + _L4_DPORT] << 8) | p[hl + _L4_DPORT + 1]
+    w[_F_LEN] = tl
+    w[_F_L4] = hl
+    w[_F_PROTO] = proto
+    w[_F_TTL] = p[_IP_TTL]
+    w[_F_KIND] = kind
+    w[_F_SPORT] = sport
+    w[_F_DPORT] = dport
+    w[_F_TYPE] = typ
+    w[_F_CODE] = code
+    w[_F_FRAG] = frag
+    w[_F_OPT] = opt
+    w[_F_OK] = 1
+    return _OK
 
 
 @micropython.viper
-def translate(buf, f, mem, heads) -> int:
-    p = ptr8(buf)
+def translate(buf, f, mems, heads) -> int:
     w = ptr16(f)
-    m = ptr16(mem)
-    hd = ptr16(heads)
-    a = (p[12] << 8) | p[13]
-    b = (p[14] << 8) | p[15]
-    c = (p[16] << 8) | p[17]
-    d = (p[18] << 8) | p[19]
-    sp = w[6]
-    dp = w[7]
+    if w[_F_OK] == 0:
+        return _MALFORMED
+    kind = w[_F_KIND]
+    if kind == _K_OTHER:
+        return _UNTRANSLATED
+    if kind == _K_ERROR:
+        return int(translate_error(buf, f, mems, heads))
+    p = ptr8(buf)
+    m = ptr16(mems[kind])
+    hd = ptr16(heads[kind])
+    a = (p[_IP_SRC] << 8) | p[_IP_SRC + 1]
+    b = (p[_IP_SRC + 2] << 8) | p[_IP_SRC + 3]
+    c = (p[_IP_DST] << 8) | p[_IP_DST + 1]
+    d = (p[_IP_DST + 2] << 8) | p[_IP_DST + 3]
+    sp = w[_F_SPORT]
+    dp = w[_F_DPORT]
     # flows.bucket and flows.find
-    x = (b ^ m[8]) * 37 + d * 101 + sp * 13 + dp * 7 + a + c * 3
-    ent = hd[(x ^ (x >> 9) ^ (x >> 17)) & m[0]]
+    x = (b ^ m[_H_SEED]) * 37 + d * 101 + sp * 13 + dp * 7 + a + c * 3
+    ent = hd[(x ^ (x >> 9) ^ (x >> 17)) & m[_H_MASK]]
     while ent != _NONE:
-        k = _HDR + (ent >> 1) * _SLOT + (ent & 1) * 6
-        if m[k + 4] == sp and m[k + 5] == dp and m[k + 1] == b and m[k + 3] == d \
-                and m[k] == a and m[k + 2] == c:
+        k = _HDR + (ent >> 1) * _SLOT + (ent & 1) * _S_KEY1
+        if m[k + _KEY_SPORT] == sp and m[k + _KEY_DPORT] == dp and m[k + _KEY_SRC_LO] == b \
+                and m[k + _KEY_DST_LO] == d and m[k + _KEY_SRC_HI] == a \
+                and m[k + _KEY_DST_HI] == c:
             break
-        ent = m[_HDR + (ent >> 1) * _SLOT + 12 + (ent & 1)]
+        ent = m[_HDR + (ent >> 1) * _SLOT + _S_NEXT + (ent & 1)]
     if ent == _NONE:
         return _UNTRANSLATED
-    ttl = p[8]
+    if kind == _K_QUERY and ((_REQUEST_TYPES >> w[_F_TYPE]) & 1) == (ent & 1):
+        return _UNTRANSLATED  # requests only in the opening direction, replies in the other
+    ttl = p[_IP_TTL]
     if ttl <= 1:
         return _TTL_EXCEEDED
     s = ent >> 1
     slot = _HDR + s * _SLOT
-    o = slot + 6 - (ent & 1) * 6
-    na = m[o + 2]
-    nb = m[o + 3]
-    nc = m[o]
-    nd = m[o + 1]
-    nsp = m[o + 5]
-    ndp = m[o + 4]
+    o = slot + _S_KEY1 - (ent & 1) * _S_KEY1  # the other direction's key, reversed
+    na = m[o + _KEY_DST_HI]
+    nb = m[o + _KEY_DST_LO]
+    nc = m[o + _KEY_SRC_HI]
+    nd = m[o + _KEY_SRC_LO]
+    nsp = m[o + _KEY_DPORT]
+    ndp = m[o + _KEY_SPORT]
     addr = (0xFFFF ^ a) + na + (0xFFFF ^ b) + nb + (0xFFFF ^ c) + nc + (0xFFFF ^ d) + nd
-    x = (0xFFFF ^ ((p[10] << 8) | p[11])) + addr + 0xFEFF
+    x = (0xFFFF ^ ((p[_IP_CSUM] << 8) | p[_IP_CSUM + 1])) + addr + 0xFEFF
     x = (x & 0xFFFF) + (x >> 16)
     x = ((x & 0xFFFF) + (x >> 16)) ^ 0xFFFF
-    p[8] = ttl - 1
-    p[10] = x >> 8
-    p[11] = x
-    p[12] = na >> 8
-    p[13] = na
-    p[14] = nb >> 8
-    p[15] = nb
-    p[16] = nc >> 8
-    p[17] = nc
-    p[18] = nd >> 8
-    p[19] = nd
-    hl = w[2]
-    kind = w[5]
-    if kind == 1 or kind == 2:
-        at = hl + 6
-        if kind == 1:
-            at = hl + 16
+    p[_IP_TTL] = ttl - 1
+    p[_IP_CSUM] = x >> 8
+    p[_IP_CSUM + 1] = x
+    p[_IP_SRC] = na >> 8
+    p[_IP_SRC + 1] = na
+    p[_IP_SRC + 2] = nb >> 8
+    p[_IP_SRC + 3] = nb
+    p[_IP_DST] = nc >> 8
+    p[_IP_DST + 1] = nc
+    p[_IP_DST + 2] = nd >> 8
+    p[_IP_DST + 3] = nd
+    hl = w[_F_L4]
+    if kind == _K_TCP or kind == _K_UDP:
+        at = hl + _UDP_CSUM
+        if kind == _K_TCP:
+            at = hl + _TCP_CSUM
         old = (p[at] << 8) | p[at + 1]
-        if old != 0 or kind == 1:  # a UDP checksum of 0 stays 0
+        if old != 0 or kind == _K_TCP:  # a UDP checksum of 0 stays 0
             x = (0xFFFF ^ old) + addr + (0xFFFF ^ sp) + nsp + (0xFFFF ^ dp) + ndp
             x = (x & 0xFFFF) + (x >> 16)
             x = ((x & 0xFFFF) + (x >> 16)) ^ 0xFFFF
-            if x == 0 and kind == 2:
+            if x == 0 and kind == _K_UDP:
                 x = 0xFFFF
             p[at] = x >> 8
             p[at + 1] = x
-        p[hl] = nsp >> 8
-        p[hl + 1] = nsp
-        p[hl + 2] = ndp >> 8
-        p[hl + 3] = ndp
+        p[hl + _L4_SPORT] = nsp >> 8
+        p[hl + _L4_SPORT + 1] = nsp
+        p[hl + _L4_DPORT] = ndp >> 8
+        p[hl + _L4_DPORT + 1] = ndp
     else:
-        at = hl + 2
+        at = hl + _ICMP_CSUM
         x = (0xFFFF ^ ((p[at] << 8) | p[at + 1])) + (0xFFFF ^ sp) + nsp
         x = (x & 0xFFFF) + (x >> 16)
         x = ((x & 0xFFFF) + (x >> 16)) ^ 0xFFFF
         p[at] = x >> 8
         p[at + 1] = x
-        p[hl + 4] = nsp >> 8
-        p[hl + 5] = nsp
-    w[4] = ttl - 1
-    w[6] = nsp
-    w[7] = ndp
+        p[hl + _ICMP_ID] = nsp >> 8
+        p[hl + _ICMP_ID + 1] = nsp
+    w[_F_TTL] = ttl - 1
+    w[_F_SPORT] = nsp
+    w[_F_DPORT] = ndp
     # flows.touch: most recently used, stamped with the table's clock.
-    mru = m[2]
+    mru = m[_H_MRU]
     if mru != s:
-        newer = m[slot + 14]
-        older = m[slot + 15]
-        m[_HDR + newer * _SLOT + 15] = older
+        newer = m[slot + _S_NEWER]
+        older = m[slot + _S_OLDER]
+        m[_HDR + newer * _SLOT + _S_OLDER] = older
         if older == _NONE:
-            m[3] = newer
+            m[_H_LRU] = newer
         else:
-            m[_HDR + older * _SLOT + 14] = newer
-        m[slot + 14] = _NONE
-        m[slot + 15] = mru
-        m[_HDR + mru * _SLOT + 14] = s
-        m[2] = s
-    m[slot + 16] = m[6]
-    m[slot + 17] = m[7]
-    return 0
+            m[_HDR + older * _SLOT + _S_NEWER] = newer
+        m[slot + _S_NEWER] = _NONE
+        m[slot + _S_OLDER] = mru
+        m[_HDR + mru * _SLOT + _S_NEWER] = s
+        m[_H_MRU] = s
+    m[slot + _S_TIME_HI] = m[_H_NOW_HI]
+    m[slot + _S_TIME_LO] = m[_H_NOW_LO]
+    return _OK

@@ -26,9 +26,41 @@ def status_name(code):
         return _NAMES[code]
     raise ValueError("not a nat status code: %r" % (code,))
 
-# ---- internal layout, shared by the pure-Python twin (flows.py) and the viper core (_viper.py)
+# ---- the layout the cores share (nat/_python.py, nat/_viper.py) and the router reads.
+# Hot-path modules keep private const() copies of what they use (MicroPython inlines
+# only a module's own consts); host_tests/test_engine_layout.py checks every copy.
 
-# Packet._f: what parse() learnt, one 16-bit word each.
+# ICMP types as bit sets (bit t set: type t is in the set; all types here are < 32).
+QUERY_TYPES = const(0x7E101)    # echo 0/8, timestamp 13/14, information 15/16, mask 17/18
+REQUEST_TYPES = const(0x2A100)  # the requests among them: 8, 13, 15, 17
+ERROR_TYPES = const(0x1838)     # unreachable 3, source quench 4, redirect 5, time
+                                # exceeded 11, parameter problem 12 (RFC 5508 section 4)
+
+# IPv4 header (RFC 791) and transport header offsets, in bytes.
+IP_VER_IHL = const(0)
+IP_LEN = const(2)
+IP_FRAG = const(6)     # flags and fragment offset
+IP_TTL = const(8)
+IP_PROTO = const(9)
+IP_CSUM = const(10)
+IP_SRC = const(12)
+IP_DST = const(16)
+IP_MIN = const(20)     # header without options
+L4_SPORT = const(0)    # TCP and UDP, from the transport header
+L4_DPORT = const(2)
+TCP_OFF = const(12)    # data offset
+TCP_FLAGS = const(13)
+TCP_CSUM = const(16)
+TCP_MIN = const(20)
+UDP_LEN = const(4)
+UDP_CSUM = const(6)
+UDP_MIN = const(8)
+ICMP_CODE = const(1)   # (the type is at 0)
+ICMP_CSUM = const(2)
+ICMP_ID = const(4)     # queries
+ICMP_MIN = const(8)
+
+# Packet fields (Packet.fields, an array('H')): what parse() learnt, one word each.
 F_OK = const(0)        # 1 after a successful parse
 F_LEN = const(1)       # IPv4 total length
 F_L4 = const(2)        # transport header offset (IHL * 4)
@@ -37,9 +69,17 @@ F_TTL = const(4)
 F_KIND = const(5)      # K_* below
 F_SPORT = const(6)     # TCP/UDP source port, ICMP query id
 F_DPORT = const(7)     # TCP/UDP destination port, ICMP query id
-F_TYPE = const(8)      # ICMP type
-F_CODE = const(9)      # ICMP code
-F_WORDS = const(10)
+F_TYPE = const(8)      # ICMP type, or NO_ICMP
+F_CODE = const(9)      # ICMP code, or NO_ICMP
+F_FRAG = const(10)     # the flags and fragment offset word (header bytes 6-7) as sent
+F_OPT = const(11)      # OPT_* bits: the IP options the packet carries
+F_WORDS = const(12)
+
+NO_ICMP = const(0xFFFF)   # F_TYPE/F_CODE of a packet that is not ICMP, or a later fragment
+FRAG_DF = const(0x4000)   # in F_FRAG: don't fragment
+FRAG_MF = const(0x2000)   # in F_FRAG: more fragments
+FRAG_OFFSET = const(0x1FFF)
+OPT_SOURCE_ROUTE = const(1)   # loose or strict source route (RFC 791 options 131, 137)
 
 # What a parsed packet is, for translation.
 K_OTHER = const(0)     # other protocol, non-first fragment, other ICMP: never translated
@@ -63,8 +103,16 @@ HDR = const(10)        # (word 9 reserved)
 
 # A slot holds one flow, both directions. Direction d's key is the 6 words at d * 6:
 # (src_hi, src_lo, dst_hi, dst_lo, sport, dport) as seen on the wire. A packet that
-# matches direction d leaves as the other direction's key reversed.
-S_KEY1 = const(6)
+# matches direction d leaves as the other direction's key reversed. Direction 0 is the
+# one that opened the flow.
+KEY_SRC_HI = const(0)  # a key's words, from the key's start
+KEY_SRC_LO = const(1)
+KEY_DST_HI = const(2)
+KEY_DST_LO = const(3)
+KEY_SPORT = const(4)
+KEY_DPORT = const(5)
+KEY_WORDS = const(6)
+S_KEY1 = const(6)      # direction 1's key (direction 0's is at 0)
 S_NEXT = const(12)     # bucket chain successor for direction 0, +1 for direction 1
 S_NEWER = const(14)    # LRU neighbours (and the free list through S_NEWER)
 S_OLDER = const(15)

@@ -1,13 +1,15 @@
-# Which fast core this runtime has: viper where MicroPython has native emitters, the
-# struct-based core on CPython, else none (the WASI build): then the pure-Python twins
-# (packet.parse_py, flows.translate_py) serve. NAME says which, for tests and benchmarks.
+# The per-packet primitives, parse() and translate(), chosen once for this runtime: the
+# viper core where MicroPython has native emitters (the unix port, the ESP32), else the
+# pure-Python core (CPython, the 32-bit WASI build). Both take the same arguments and
+# give the same results; `python` is always the pure core, for tests that compare them.
+from . import _python as python
+
 try:
-    from ._viper import parse, translate
+    from . import _viper as fast
     NAME = "viper"
 except Exception:  # a viper decorator fails to compile without native emitters
-    try:
-        from ._cpython import parse, translate
-        NAME = "cpython"
-    except ImportError:
-        parse = translate = None
-        NAME = "python"
+    fast = python
+    NAME = "python"
+
+parse = fast.parse
+translate = fast.translate

@@ -1,33 +1,35 @@
-# The flow table's hash index and the pure-Python translation of a packet of a known
-# flow: the twin of the viper core in _viper.py, and what CPython and the WASI build run.
-# Layout: consts.py. Everything here works on 16-bit words (small ints on any MicroPython).
+# The flow table's index, on one protocol's arrays (layout: consts.py): the hash chains
+# that find a flow by either direction's key, the LRU list, and the free list.
+# find() and touch() run per packet (the pure-Python core calls them); the rest runs
+# when flows come and go. Everything works on 16-bit words, small ints on any
+# MicroPython.
 from .consts import const  # micropython.const, or a stand-in on CPython
 
-# Copies of consts.py values: MicroPython inlines only a module's own const()s.
-# test_engine_layout checks that they agree.
-_F_L4 = const(2)
-_F_TTL = const(4)
-_F_KIND = const(5)
-_F_SPORT = const(6)
-_F_DPORT = const(7)
-_K_TCP = const(1)
-_K_UDP = const(2)
 _H_MASK = const(0)
+_H_CAP = const(1)
 _H_MRU = const(2)
 _H_LRU = const(3)
+_H_FREE = const(4)
+_H_USED = const(5)
 _H_NOW_HI = const(6)
 _H_NOW_LO = const(7)
 _H_SEED = const(8)
 _HDR = const(10)
+_KEY_SRC_HI = const(0)
+_KEY_SRC_LO = const(1)
+_KEY_DST_HI = const(2)
+_KEY_DST_LO = const(3)
+_KEY_SPORT = const(4)
+_KEY_DPORT = const(5)
+_KEY_WORDS = const(6)
 _S_NEXT = const(12)
 _S_NEWER = const(14)
 _S_OLDER = const(15)
 _S_TIME_HI = const(16)
 _S_TIME_LO = const(17)
+_S_FLAGS = const(18)
 _SLOT = const(20)
 _NONE = const(0xFFFF)
-_UNTRANSLATED = const(1)
-_TTL_EXCEEDED = const(2)
 
 
 def bucket(mem, a, b, c, d, e, g):
@@ -37,13 +39,24 @@ def bucket(mem, a, b, c, d, e, g):
     return (x ^ (x >> 9) ^ (x >> 17)) & mem[_H_MASK]
 
 
+def key_at(ent):
+    """Where chain entry ent's key starts in mem (ent = slot * 2 + direction)."""
+    return _HDR + (ent >> 1) * _SLOT + (ent & 1) * _KEY_WORDS
+
+
+def next_at(ent):
+    """Where chain entry ent's bucket-chain successor is kept."""
+    return _HDR + (ent >> 1) * _SLOT + _S_NEXT + (ent & 1)
+
+
 def find(mem, heads, a, b, c, d, e, g):
     """The chain entry (slot * 2 + direction) keyed (a, b, c, d, e, g), or NONE."""
     ent = heads[bucket(mem, a, b, c, d, e, g)]
     while ent != _NONE:
-        k = _HDR + (ent >> 1) * _SLOT + (ent & 1) * 6
-        if (mem[k + 4] == e and mem[k + 5] == g and mem[k + 1] == b and mem[k + 3] == d
-                and mem[k] == a and mem[k + 2] == c):
+        k = _HDR + (ent >> 1) * _SLOT + (ent & 1) * _KEY_WORDS
+        if (mem[k + _KEY_SPORT] == e and mem[k + _KEY_DPORT] == g and mem[k + _KEY_SRC_LO] == b
+                and mem[k + _KEY_DST_LO] == d and mem[k + _KEY_SRC_HI] == a
+                and mem[k + _KEY_DST_HI] == c):
             return ent
         ent = mem[_HDR + (ent >> 1) * _SLOT + _S_NEXT + (ent & 1)]
     return _NONE
@@ -69,69 +82,102 @@ def touch(mem, s):
     mem[slot + _S_TIME_LO] = mem[_H_NOW_LO]
 
 
-def fold(x):
-    """One's complement sum of 16-bit words, folded to 16 bits (x < 2**32)."""
-    x = (x & 0xFFFF) + (x >> 16)
-    return (x & 0xFFFF) + (x >> 16)
+# ---- flows coming and going (slow path)
+
+def clear(mem, heads):
+    """Forget every flow: empty chains, every slot on the free list."""
+    for i in range(len(heads)):
+        heads[i] = _NONE
+    cap = mem[_H_CAP]
+    mem[_H_MRU] = mem[_H_LRU] = _NONE
+    mem[_H_USED] = 0
+    for s in range(cap):  # the free list is linked through S_NEWER
+        base = _HDR + s * _SLOT
+        for i in range(_SLOT):
+            mem[base + i] = 0
+        mem[base + _S_NEWER] = s + 1 if s + 1 < cap else _NONE
+    mem[_H_FREE] = 0
 
 
-def put16(buf, at, v):
-    buf[at] = v >> 8
-    buf[at + 1] = v & 0xFF
+def _bucket_of(mem, ent):
+    k = key_at(ent)
+    return bucket(mem, mem[k + _KEY_SRC_HI], mem[k + _KEY_SRC_LO], mem[k + _KEY_DST_HI],
+                  mem[k + _KEY_DST_LO], mem[k + _KEY_SPORT], mem[k + _KEY_DPORT])
 
 
-def translate_py(buf, f, mem, heads):
-    """Translate a parsed TCP, UDP or ICMP query packet in place. Returns a status."""
-    a = buf[12] << 8 | buf[13]
-    b = buf[14] << 8 | buf[15]
-    c = buf[16] << 8 | buf[17]
-    d = buf[18] << 8 | buf[19]
-    sp = f[_F_SPORT]
-    dp = f[_F_DPORT]
-    ent = find(mem, heads, a, b, c, d, sp, dp)
-    if ent == _NONE:
-        return _UNTRANSLATED
-    ttl = buf[8]
-    if ttl <= 1:
-        return _TTL_EXCEEDED  # RFC 1812 5.3.1: never forward with TTL 0
-    # The packet leaves as the other direction's key, reversed.
-    o = _HDR + (ent >> 1) * _SLOT + 6 - (ent & 1) * 6
-    na = mem[o + 2]
-    nb = mem[o + 3]
-    nc = mem[o]
-    nd = mem[o + 1]
-    nsp = mem[o + 5]
-    ndp = mem[o + 4]
-    # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). addr is the address part, shared by the
-    # IP header and the TCP/UDP pseudo-header.
-    addr = (0xFFFF ^ a) + na + (0xFFFF ^ b) + nb + (0xFFFF ^ c) + nc + (0xFFFF ^ d) + nd
-    # ~(ttl, proto) + (ttl - 1, proto) is always 0xFEFF.
-    hc = fold((0xFFFF ^ (buf[10] << 8 | buf[11])) + addr + 0xFEFF) ^ 0xFFFF
-    buf[8] = ttl - 1
-    put16(buf, 10, hc)
-    put16(buf, 12, na)
-    put16(buf, 14, nb)
-    put16(buf, 16, nc)
-    put16(buf, 18, nd)
-    hl = f[_F_L4]
-    kind = f[_F_KIND]
-    if kind == _K_TCP or kind == _K_UDP:
-        at = hl + 16 if kind == _K_TCP else hl + 6
-        old = buf[at] << 8 | buf[at + 1]
-        if old or kind == _K_TCP:  # a UDP checksum of 0 means "none" and stays 0
-            x = fold((0xFFFF ^ old) + addr + (0xFFFF ^ sp) + nsp + (0xFFFF ^ dp) + ndp) ^ 0xFFFF
-            if x == 0 and kind == _K_UDP:
-                x = 0xFFFF  # RFC 768: a computed 0 is sent as all ones
-            put16(buf, at, x)
-        put16(buf, hl, nsp)
-        put16(buf, hl + 2, ndp)
-    else:  # ICMP query: the id appears once, and ICMP has no pseudo-header
-        at = hl + 2
-        x = fold((0xFFFF ^ (buf[at] << 8 | buf[at + 1])) + (0xFFFF ^ sp) + nsp) ^ 0xFFFF
-        put16(buf, at, x)
-        put16(buf, hl + 4, nsp)
-    f[_F_TTL] = ttl - 1
-    f[_F_SPORT] = nsp
-    f[_F_DPORT] = ndp
-    touch(mem, ent >> 1)
-    return 0
+def chain(mem, heads, ent):
+    b = _bucket_of(mem, ent)
+    mem[next_at(ent)] = heads[b]
+    heads[b] = ent
+
+
+def unchain(mem, heads, ent):
+    b = _bucket_of(mem, ent)
+    cur = heads[b]
+    if cur == ent:
+        heads[b] = mem[next_at(ent)]
+        return
+    while cur != _NONE:
+        link = next_at(cur)
+        if mem[link] == ent:
+            mem[link] = mem[next_at(ent)]
+            return
+        cur = mem[link]
+
+
+def _lru_unlink(mem, s):
+    base = _HDR + s * _SLOT
+    newer = mem[base + _S_NEWER]
+    older = mem[base + _S_OLDER]
+    if newer == _NONE:
+        mem[_H_MRU] = older
+    else:
+        mem[_HDR + newer * _SLOT + _S_OLDER] = older
+    if older == _NONE:
+        mem[_H_LRU] = newer
+    else:
+        mem[_HDR + older * _SLOT + _S_NEWER] = newer
+
+
+def release(mem, heads, s):
+    """Forget the flow in slot s and put the slot on the free list."""
+    unchain(mem, heads, s * 2)
+    unchain(mem, heads, s * 2 + 1)
+    _lru_unlink(mem, s)
+    base = _HDR + s * _SLOT
+    mem[base + _S_FLAGS] = 0
+    mem[base + _S_NEWER] = mem[_H_FREE]
+    mem[_H_FREE] = s
+    mem[_H_USED] -= 1
+
+
+def acquire(mem, heads):
+    """A free slot, made the most recently used; the least recently used flow is
+    reused when none is free."""
+    if mem[_H_FREE] == _NONE:
+        release(mem, heads, mem[_H_LRU])
+    s = mem[_H_FREE]
+    base = _HDR + s * _SLOT
+    mem[_H_FREE] = mem[base + _S_NEWER]
+    mem[_H_USED] += 1
+    mru = mem[_H_MRU]
+    mem[base + _S_NEWER] = _NONE
+    mem[base + _S_OLDER] = mru
+    if mru == _NONE:
+        mem[_H_LRU] = s
+    else:
+        mem[_HDR + mru * _SLOT + _S_NEWER] = s
+    mem[_H_MRU] = s
+    return s
+
+
+def slots_in_use(mem):
+    """The used slots, most recently used first. Bounded by the capacity: the REPL may
+    list flows while the router's thread reorders them."""
+    s = mem[_H_MRU]
+    for _ in range(mem[_H_CAP]):
+        if s == _NONE:
+            return
+        older = mem[_HDR + s * _SLOT + _S_OLDER]  # read first: the caller may release s
+        yield s
+        s = older

@@ -1,19 +1,19 @@
 # The fixed-size flow table: one array('H') of slots and one of bucket heads per
-# protocol, allocated in the constructor and never grown (layout: consts.py).
-# translate() is the per-packet path; everything else here is the slow path.
+# protocol, allocated in the constructor and never grown (layout: consts.py; the index
+# on them: flows.py). translate() is the per-packet path; everything else here is the
+# slow path.
 from array import array
 from collections import namedtuple
 
+from . import core
 from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, OVERLAP, CANNOT_NAT, MALFORMED,
                      NAT, REDIRECT, F_OK, F_KIND, F_SPORT, F_DPORT, K_OTHER, K_TCP, K_UDP,
-                     K_QUERY, K_ERROR, H_MASK, H_CAP, H_MRU, H_LRU, H_FREE, H_USED, H_NOW_HI,
-                     H_NOW_LO, H_SEED, HDR, S_KEY1, S_NEXT, S_NEWER, S_OLDER, S_TIME_HI,
-                     S_TIME_LO, S_FLAGS, SLOT, FL_USED, FL_REDIRECT, NONE, MAX_FLOWS)
-from .flows import bucket, find, touch, translate_py
-from .icmperr import translate_error
+                     K_QUERY, K_ERROR, REQUEST_TYPES, F_TYPE, H_MASK, H_CAP, H_USED, H_NOW_HI, H_NOW_LO, H_SEED,
+                     HDR, S_KEY1, S_TIME_HI, S_TIME_LO, S_FLAGS, SLOT, FL_USED, FL_REDIRECT,
+                     NONE, MAX_FLOWS, KEY_SRC_HI, KEY_SRC_LO, KEY_DST_HI, KEY_DST_LO,
+                     KEY_SPORT, KEY_DPORT, KEY_WORDS)
+from .flows import acquire, chain, clear, find, release, slots_in_use, touch
 from .clock import Clock
-
-from .core import translate as _translate_fast
 
 Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
 
@@ -46,7 +46,7 @@ def _new_tables(cap, seed):
     mem[H_MASK] = buckets - 1
     mem[H_CAP] = cap
     mem[H_SEED] = seed & 0xFFFF
-    _clear(mem, heads)
+    clear(mem, heads)
     return mem, heads
 
 
@@ -57,103 +57,11 @@ def _words(n, fill):
         return array("H", bytes((fill & 0xFF,)) * (2 * n))
 
 
-def _clear(mem, heads):
-    for i in range(len(heads)):
-        heads[i] = NONE
-    cap = mem[H_CAP]
-    mem[H_MRU] = mem[H_LRU] = NONE
-    mem[H_USED] = 0
-    # Every slot on the free list, linked through S_NEWER.
-    for s in range(cap):
-        base = HDR + s * SLOT
-        for i in range(SLOT):
-            mem[base + i] = 0
-        mem[base + S_NEWER] = s + 1 if s + 1 < cap else NONE
-    mem[H_FREE] = 0
-
-
-def _unchain(mem, heads, ent):
-    k = HDR + (ent >> 1) * SLOT + (ent & 1) * 6
-    b = bucket(mem, mem[k], mem[k + 1], mem[k + 2], mem[k + 3], mem[k + 4], mem[k + 5])
-    cur = heads[b]
-    if cur == ent:
-        heads[b] = mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)]
-        return
-    while cur != NONE:
-        link = HDR + (cur >> 1) * SLOT + S_NEXT + (cur & 1)
-        if mem[link] == ent:
-            mem[link] = mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)]
-            return
-        cur = mem[link]
-
-
-def _chain(mem, heads, ent):
-    k = HDR + (ent >> 1) * SLOT + (ent & 1) * 6
-    b = bucket(mem, mem[k], mem[k + 1], mem[k + 2], mem[k + 3], mem[k + 4], mem[k + 5])
-    mem[HDR + (ent >> 1) * SLOT + S_NEXT + (ent & 1)] = heads[b]
-    heads[b] = ent
-
-
-def _lru_unlink(mem, s):
-    base = HDR + s * SLOT
-    newer = mem[base + S_NEWER]
-    older = mem[base + S_OLDER]
-    if newer == NONE:
-        mem[H_MRU] = older
-    else:
-        mem[HDR + newer * SLOT + S_OLDER] = older
-    if older == NONE:
-        mem[H_LRU] = newer
-    else:
-        mem[HDR + older * SLOT + S_NEWER] = newer
-
-
-def _release(mem, heads, s):
-    """Forget the flow in slot s and put the slot on the free list."""
-    _unchain(mem, heads, s * 2)
-    _unchain(mem, heads, s * 2 + 1)
-    _lru_unlink(mem, s)
-    base = HDR + s * SLOT
-    mem[base + S_FLAGS] = 0
-    mem[base + S_NEWER] = mem[H_FREE]
-    mem[H_FREE] = s
-    mem[H_USED] -= 1
-
-
-def _acquire(mem, heads):
-    """A free slot, reusing the least recently used flow when there is none."""
-    if mem[H_FREE] == NONE:
-        _release(mem, heads, mem[H_LRU])
-    s = mem[H_FREE]
-    base = HDR + s * SLOT
-    mem[H_FREE] = mem[base + S_NEWER]
-    mem[H_USED] += 1
-    mru = mem[H_MRU]
-    mem[base + S_NEWER] = NONE
-    mem[base + S_OLDER] = mru
-    if mru == NONE:
-        mem[H_LRU] = s
-    else:
-        mem[HDR + mru * SLOT + S_NEWER] = s
-    mem[H_MRU] = s
-    return s
-
-
-def _slots_in_use(mem):
-    # Bounded: the REPL may list flows while the router's thread reorders them.
-    s = mem[H_MRU]
-    for _ in range(mem[H_CAP]):
-        if s == NONE:
-            return
-        older = mem[HDR + s * SLOT + S_OLDER]  # read first: the caller may release s
-        yield s
-        s = older
-
-
 def _key(mem, s, d):
-    k = HDR + s * SLOT + d * 6
-    return (_word_addr(mem[k], mem[k + 1]), _word_addr(mem[k + 2], mem[k + 3]),
-            mem[k + 4], mem[k + 5])
+    k = HDR + s * SLOT + d * KEY_WORDS
+    return (_word_addr(mem[k + KEY_SRC_HI], mem[k + KEY_SRC_LO]),
+            _word_addr(mem[k + KEY_DST_HI], mem[k + KEY_DST_LO]),
+            mem[k + KEY_SPORT], mem[k + KEY_DPORT])
 
 
 class Table:
@@ -161,34 +69,29 @@ class Table:
 
     clock: a callable giving monotonic seconds (small ints); tick() reads it. The
     per-packet path uses the time of the last tick(), so a router ticks once per loop.
-    pure=True uses the pure-Python translation even where the viper core exists."""
+    pure=True uses the pure-Python core even where the viper core exists.
+
+    mems, heads: each protocol's arrays, indexed by packet kind (K_TCP, K_UDP, K_QUERY),
+    for the per-packet primitives (nat/README.md)."""
 
     def __init__(self, tcp=512, udp=256, icmp=64, clock=None, pure=False):
         seed = _seed()
         tcp_t = _new_tables(tcp, seed)
         udp_t = _new_tables(udp, seed >> 3)
         icmp_t = _new_tables(icmp, seed >> 5)
-        # Indexed by the packet kind (K_TCP, K_UDP, K_QUERY).
-        self._mems = (None, tcp_t[0], udp_t[0], icmp_t[0])
-        self._heads = (None, tcp_t[1], udp_t[1], icmp_t[1])
+        self.mems = (None, tcp_t[0], udp_t[0], icmp_t[0])
+        self.heads = (None, tcp_t[1], udp_t[1], icmp_t[1])
         self._clock = clock or Clock()
-        self._translate = translate_py if (pure or _translate_fast is None) else _translate_fast
+        self._translate = (core.python if pure else core).translate
         self.tick()
 
     # ---- per packet
 
     def translate(self, p):
-        f = p._f
-        if not f[F_OK]:
-            return MALFORMED
-        kind = f[F_KIND]
-        if kind == K_OTHER:
-            return UNTRANSLATED
-        buf = p._buf
-        buf[8] = buf[8]  # a read-only buffer raises TypeError here, untouched (viper's ptr8 would write)
-        if kind != K_ERROR:
-            return self._translate(p._buf, f, self._mems[kind], self._heads[kind])
-        return translate_error(p._buf, f, self._mems, self._heads)
+        if not p.writable and p.fields[F_OK] and p.fields[F_KIND] != K_OTHER:
+            # Checked before any byte changes: viper's ptr8 would write into bytes.
+            raise TypeError("the packet's buffer is read-only")
+        return self._translate(p.buf, p.fields, self.mems, self.heads)
 
     # ---- slow path
 
@@ -199,13 +102,13 @@ class Table:
         now = self._clock()
         hi = (now >> 16) & 0xFFFF
         lo = now & 0xFFFF
-        mems = self._mems
+        mems = self.mems
         for kind in range(K_TCP, K_QUERY + 1):
             mems[kind][H_NOW_HI] = hi
             mems[kind][H_NOW_LO] = lo
 
     def now(self):
-        return _word_addr(self._mems[1][H_NOW_HI], self._mems[1][H_NOW_LO])
+        return _word_addr(self.mems[1][H_NOW_HI], self.mems[1][H_NOW_LO])
 
     def add(self, p, xl_host, port_gen, mode=NAT, redirect=None):
         if mode not in (NAT, REDIRECT):
@@ -216,18 +119,22 @@ class Table:
                 raise ValueError("REDIRECT needs redirect=(final_ip, final_port)")
             _check_addr("redirect ip", redirect[0])
             _check_port("redirect port", redirect[1])
-        f = p._f
+        f = p.fields
         if not f[F_OK]:
             return MALFORMED
         kind = f[F_KIND]
         if kind in (K_OTHER, K_ERROR) or (kind == K_QUERY and mode == REDIRECT):
             return CANNOT_NAT
+        if kind == K_QUERY and not (REQUEST_TYPES >> f[F_TYPE]) & 1:
+            return CANNOT_NAT  # only an outgoing request opens a query flow
         src, dst = p.src, p.dst
         if _unroutable(src) or _unroutable(dst):
             return CANNOT_NAT
         sport, dport = f[F_SPORT], f[F_DPORT]
         final, final_port = (dst, dport) if mode == NAT else redirect
-        mem, heads = self._mems[kind], self._heads[kind]
+        if kind != K_QUERY and 0 in (sport, dport, final_port):
+            return CANNOT_NAT  # port 0 is reserved (RFC 6335): it never opens a flow
+        mem, heads = self.mems[kind], self.heads[kind]
         sh, sl = _halves(src)
         dh, dl = _halves(dst)
         fh, fl = _halves(final)
@@ -235,8 +142,9 @@ class Table:
         ent = find(mem, heads, sh, sl, dh, dl, sport, dport)
         if ent != NONE:
             k = HDR + (ent >> 1) * SLOT + S_KEY1
-            same = (ent & 1 == 0 and mem[k] == fh and mem[k + 1] == fl and mem[k + 2] == xh
-                    and mem[k + 3] == xl and (kind == K_QUERY or mem[k + 4] == final_port))
+            same = (ent & 1 == 0 and mem[k + KEY_SRC_HI] == fh and mem[k + KEY_SRC_LO] == fl
+                    and mem[k + KEY_DST_HI] == xh and mem[k + KEY_DST_LO] == xl
+                    and (kind == K_QUERY or mem[k + KEY_SPORT] == final_port))
             if not same:
                 return OVERLAP
             self.tick()
@@ -247,6 +155,8 @@ class Table:
             if port is None:
                 return OVERLAP
             _check_port("port_gen()", port)
+            if port == 0 and kind != K_QUERY:
+                continue  # never a translated port
             rp = port if kind == K_QUERY else final_port  # ICMP: the id answers for both
             if (find(mem, heads, fh, fl, xh, xl, rp, port) == NONE
                     and (fh, fl, xh, xl, rp, port) != (sh, sl, dh, dl, sport, dport)):
@@ -257,28 +167,28 @@ class Table:
         return OVERLAP
 
     def _insert(self, mem, heads, key0, key1, mode):
-        s = _acquire(mem, heads)
+        s = acquire(mem, heads)
         base = HDR + s * SLOT
-        for i in range(6):
+        for i in range(KEY_WORDS):
             mem[base + i] = key0[i]
             mem[base + S_KEY1 + i] = key1[i]
         mem[base + S_FLAGS] = FL_USED | (FL_REDIRECT if mode == REDIRECT else 0)
         mem[base + S_TIME_HI] = mem[H_NOW_HI]
         mem[base + S_TIME_LO] = mem[H_NOW_LO]
-        _chain(mem, heads, s * 2)
-        _chain(mem, heads, s * 2 + 1)
+        chain(mem, heads, s * 2)
+        chain(mem, heads, s * 2 + 1)
 
     def remove_connections(self, ip):
         _check_addr("ip", ip)
         hi, lo = _halves(ip)
         freed = ([], [], [])
         for kind in (K_TCP, K_UDP, K_QUERY):
-            mem, heads = self._mems[kind], self._heads[kind]
-            for s in _slots_in_use(mem):
+            mem, heads = self.mems[kind], self.heads[kind]
+            for s in slots_in_use(mem):
                 base = HDR + s * SLOT
-                if mem[base] == hi and mem[base + 1] == lo:
-                    freed[kind - 1].append(mem[base + S_KEY1 + 5])
-                    _release(mem, heads, s)
+                if mem[base + KEY_SRC_HI] == hi and mem[base + KEY_SRC_LO] == lo:
+                    freed[kind - 1].append(mem[base + S_KEY1 + KEY_DPORT])
+                    release(mem, heads, s)
         return Ports(*freed)
 
     def is_port_free(self, proto, src, dst, src_port, dst_port):
@@ -292,7 +202,7 @@ class Table:
             dst_port = src_port  # an ICMP query is keyed by its id alone
         else:
             _check_port("dst_port", dst_port)
-        mem, heads = self._mems[kind], self._heads[kind]
+        mem, heads = self.mems[kind], self.heads[kind]
         sh, sl = _halves(src)
         dh, dl = _halves(dst)
         return (find(mem, heads, sh, sl, dh, dl, src_port, dst_port) == NONE
@@ -300,23 +210,23 @@ class Table:
 
     def reset(self):
         for kind in (K_TCP, K_UDP, K_QUERY):
-            _clear(self._mems[kind], self._heads[kind])
+            clear(self.mems[kind], self.heads[kind])
 
     # ---- for the router's status and the REPL
 
     def capacity(self, proto):
-        return self._mems[self._kind(proto)][H_CAP]
+        return self.mems[self._kind(proto)][H_CAP]
 
     def count(self, proto):
-        return self._mems[self._kind(proto)][H_USED]
+        return self.mems[self._kind(proto)][H_USED]
 
     def flows(self):
         """(proto, src, sport, dst, dport, xl_host, xl_port, final_ip, final_port, idle_s)
         for every flow, most recently used first within each protocol."""
         now = self.now()
         for kind in (K_TCP, K_UDP, K_QUERY):
-            mem = self._mems[kind]
-            for s in _slots_in_use(mem):
+            mem = self.mems[kind]
+            for s in slots_in_use(mem):
                 src, dst, sport, dport = _key(mem, s, 0)
                 final, xl_host, final_port, xl_port = _key(mem, s, 1)
                 base = HDR + s * SLOT

@@ -223,11 +223,11 @@ def case_fast_core_agrees_with_twin():
         views = [memoryview(fr)[off:off + len(b)] for fr in frames]
         pa, pb = nat.Packet(), nat.Packet(pure=True)
         sa, sb = pa.parse(views[0], n), pb.parse(views[1], n)
-        if sa != sb or (sa == nat.OK and list(pa._f) != list(pb._f)):
+        if sa != sb or (sa == nat.OK and list(pa.fields) != list(pb.fields)):
             bad.append(("parse", i, sa, sb, bytes(b)))
             continue
         ra, rb = fast.translate(pa), twin.translate(pb)
-        if ra != rb or frames[0] != frames[1] or list(pa._f) != list(pb._f):
+        if ra != rb or frames[0] != frames[1] or list(pa.fields) != list(pb.fields):
             bad.append(("translate", i, ra, rb, bytes(b)))
     assert not bad, bad[:3]
 

@@ -3,16 +3,17 @@
 # ICMP echo, port forwards; both directions) in a full table, then runs single steps
 # under micropython.heap_lock().
 #
-# Prints one line per case, after heap_unlock:
+# main() prints one line per case of CASES, after heap_unlock:
 #   CASE <name> <ok|ALLOC> <got> <expected>
 # where got/expected list, for each of three runs, which link the step's output went
 # out of (lan, wan, none; "unread" if the step failed before receiving).
-# and DONE at the end. host_tests/test_router_alloc.py checks the lines.
-import micropython
+# and DONE at the end. host_tests/test_router_alloc.py takes the case names from CASES
+# (importing this module on CPython) and checks the lines.
+from compat import heap_lock, heap_unlock
 
 import config
 import nat
-from link import MemoryLink
+from memlink import MemoryLink
 from router import Router
 
 LAN_HOST = "192.168.4.2"
@@ -101,13 +102,13 @@ def port_of(pkt, at):
 
 def locked(step):
     """Run step() with the heap locked: 1 if it allocated nothing, else 0."""
-    micropython.heap_lock()
+    heap_lock()
     try:
         step()
         ok = 1
     except MemoryError:
         ok = 0
-    micropython.heap_unlock()
+    heap_unlock()
     return ok
 
 
@@ -116,6 +117,38 @@ def exchange(lan, wan, link, pkt, poll):
     link.inject(pkt)
     poll()
     return lan.take_all(), wan.take_all()
+
+
+# (name, link the packet arrives on, the packet given the translated ports x, where the
+# router's output must go). x.tcp / x.udp / x.icmp: the WAN ports of the flows under test.
+CASES = (
+    ("tcp_out", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+    ("tcp_in", "wan", lambda x: tcp(REMOTE, 80, WAN, x.tcp), "lan"),
+    ("udp_out", "lan", lambda x: udp(LAN_HOST, 5000, REMOTE, 53), "wan"),
+    ("udp_in", "wan", lambda x: udp(REMOTE, 53, WAN, x.udp), "lan"),
+    ("icmp_echo_out", "lan", lambda x: icmp(LAN_HOST, REMOTE, 8, 77), "wan"),
+    ("icmp_echo_in", "wan", lambda x: icmp(REMOTE, WAN, 0, x.icmp), "lan"),
+    ("icmp_error_in", "wan", lambda x: ip(REMOTE, WAN, 1, UNREACHABLE + udp(WAN, x.udp, REMOTE, 53)[:28]),
+     "lan"),
+    ("forward_tcp_in", "wan", lambda x: tcp(CLIENT, 5555, WAN, 8080), "lan"),
+    ("forward_tcp_out", "lan", lambda x: tcp(LAN_HOST, 80, CLIENT, 5555), "wan"),
+    ("forward_udp_in", "wan", lambda x: udp(CLIENT, 5556, WAN, 6000), "lan"),
+    ("forward_udp_out", "lan", lambda x: udp(LAN_HOST2, 7000, CLIENT, 5556), "wan"),
+    ("echo_router_lan", "lan", lambda x: icmp(LAN_HOST, LAN, 8, 5), "lan"),
+    ("echo_router_wan", "wan", lambda x: icmp(REMOTE, WAN, 8, 6), "wan"),
+    ("ttl_exceeded", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80, ttl=1), "lan"),
+    ("unsolicited", "wan", lambda x: tcp(CLIENT, 4444, WAN, 9999, flags=0x02), "none"),
+    ("lan_local", "lan", lambda x: udp(LAN_HOST, 5000, LAN_HOST2, 53), "none"),
+    ("martian", "wan", lambda x: udp("127.0.0.1", 53, WAN, x.udp), "none"),
+    ("malformed", "lan", lambda x: b"\x45" + bytes(30), "none"),
+    ("poll", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+)
+UNREACHABLE = b"\x03\x03" + bytes(6)  # ICMP port unreachable header (checksum filled by ip())
+
+
+class Ports:
+    def __init__(self, tcp, udp, icmp):
+        self.tcp, self.udp, self.icmp = tcp, udp, icmp
 
 
 def main():
@@ -149,36 +182,17 @@ def main():
     assert back and port_of(back[0], 2) == 80, "tcp port forward did not pass"
     back = exchange(lan, wan, wan, udp(CLIENT, 5556, WAN, 6000), poll)[0]
     assert back and port_of(back[0], 2) == 7000, "udp port forward did not pass"
-    sent_udp = udp(WAN, udp_x, REMOTE, 53)  # what the remote got, to quote in an error
-    unreachable = bytearray(8)
-    unreachable[0] = 3
-    unreachable[1] = 3
     for name, n in (("tcp", nat.TCP), ("udp", nat.UDP), ("icmp", nat.ICMP)):
         assert r.table.count(n) == r.table.capacity(n), "table not full: " + name
 
-    cases = (
-        ("tcp_out", lan, r.step_lan, tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
-        ("tcp_in", wan, r.step_wan, tcp(REMOTE, 80, WAN, tcp_x), "lan"),
-        ("udp_out", lan, r.step_lan, udp(LAN_HOST, 5000, REMOTE, 53), "wan"),
-        ("udp_in", wan, r.step_wan, udp(REMOTE, 53, WAN, udp_x), "lan"),
-        ("icmp_echo_out", lan, r.step_lan, icmp(LAN_HOST, REMOTE, 8, 77), "wan"),
-        ("icmp_echo_in", wan, r.step_wan, icmp(REMOTE, WAN, 0, icmp_x), "lan"),
-        ("icmp_error_in", wan, r.step_wan,
-         ip(REMOTE, WAN, 1, unreachable + sent_udp[:28]), "lan"),
-        ("forward_tcp_in", wan, r.step_wan, tcp(CLIENT, 5555, WAN, 8080), "lan"),
-        ("forward_tcp_out", lan, r.step_lan, tcp(LAN_HOST, 80, CLIENT, 5555), "wan"),
-        ("forward_udp_in", wan, r.step_wan, udp(CLIENT, 5556, WAN, 6000), "lan"),
-        ("forward_udp_out", lan, r.step_lan, udp(LAN_HOST2, 7000, CLIENT, 5556), "wan"),
-        ("echo_router_lan", lan, r.step_lan, icmp(LAN_HOST, LAN, 8, 5), "lan"),
-        ("echo_router_wan", wan, r.step_wan, icmp(REMOTE, WAN, 8, 6), "wan"),
-        ("ttl_exceeded", lan, r.step_lan, tcp(LAN_HOST, 40000, REMOTE, 80, ttl=1), "lan"),
-        ("unsolicited", wan, r.step_wan, tcp(CLIENT, 4444, WAN, 9999, flags=0x02), "none"),
-        ("lan_local", lan, r.step_lan, udp(LAN_HOST, 5000, LAN_HOST2, 53), "none"),
-        ("malformed", lan, r.step_lan, b"\x45" + bytes(30), "none"),
-        ("poll", lan, poll, tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
-    )
+    x = Ports(tcp_x, udp_x, icmp_x)
+    steps = {"lan": lambda: r.drain_lan(1), "wan": lambda: r.drain_wan(1), "poll": poll}
+    links = {"lan": lan, "wan": wan}
     results = []
-    for name, link, step, pkt, expect in cases:
+    for name, side, packet, expect in CASES:
+        link = links[side]
+        step = steps["poll" if name == "poll" else side]
+        pkt = packet(x)
         ok = 1
         where = []
         for _ in range(3):
@@ -199,6 +213,3 @@ def main():
     lines = r.flows()
     print("FLOWS", len(lines), sum(SIZES.values()), lines[0].split()[0])
     print("DONE")
-
-
-main()

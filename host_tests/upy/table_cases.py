@@ -1,4 +1,4 @@
-# Behaviour of nat.Table (shared/spec/nat-api.md), written once with plain asserts so the
+# Behaviour of nat.Table (firmware/nat/README.md), written once with plain asserts so the
 # same cases run on CPython (host_tests/test_micropython.py imports them), the MicroPython
 # unix port and the 32-bit WASI build (run_all() prints one line per failure, then
 #   TABLE_CASES passed=<n> failed=<n>).

@@ -1,0 +1,58 @@
+# The router's counters: one array('I') slot each, incremented on the per-packet path
+# (by the router and by the screen's cores), read as a dict by Router.counters().
+# NAMES gives the order; the C_* indices below must follow it (host_tests check).
+from compat import const
+
+NAMES = (
+    "rx_lan",                   # packets received on the LAN link
+    "rx_wan",                   # ... on the WAN link
+    "translated_out",           # LAN -> WAN, sent
+    "translated_in",            # WAN -> LAN, sent
+    "flows_added",              # new flows: outbound NAT and port-forward flows
+    "forwards_hit",             # new flows made by a port forward
+    "echo_replies",             # pings of the router's own addresses answered
+    "dropped_malformed",        # failed to parse: bad header, lengths, checksum (RFC 1812 5.2.2)
+    "dropped_to_router",        # to the router's addresses, not an echo request
+    "dropped_lan_local",        # LAN packets to the LAN subnet, broadcast or multicast
+    "dropped_bad_source",       # LAN source off the LAN subnet, or WAN source on it
+    "dropped_martian",          # impossible sources (RFC 1812 5.3.7): 0/8, 127/8, 169.254/16,
+                                # 224/4, 240/4, a subnet's network or broadcast address, the
+                                # router's own addresses
+    "dropped_source_route",     # loose or strict source route option (RFC 7126 4.3, 4.4)
+    "dropped_port_zero",        # TCP or UDP to or from port 0
+    "dropped_icmp_error",       # ICMP errors about no flow, or not sent back to the quoted source
+    "dropped_unsolicited",      # WAN packets of no flow and no port forward
+    "dropped_cannot_nat",       # protocol or addresses the engine never translates
+    "dropped_overlap",          # no free translated port
+    "dropped_too_big",          # longer than the outgoing link's MTU
+    "ttl_exceeded_sent",        # ICMP Time Exceeded sent
+    "ttl_exceeded_rate_limited",  # ... not sent: over the rate limit
+    "ttl_exceeded_silent",      # ... not sent: about an ICMP error, a fragment, broadcast
+    "frag_needed_sent",         # ICMP Fragmentation Needed sent (DF set, too big)
+    "errors",                   # exceptions caught by run() (last_error has the latest)
+)
+
+C_RX_LAN = const(0)
+C_RX_WAN = const(1)
+C_OUT = const(2)
+C_IN = const(3)
+C_FLOWS_ADDED = const(4)
+C_FORWARDS_HIT = const(5)
+C_ECHO = const(6)
+C_MALFORMED = const(7)
+C_TO_ROUTER = const(8)
+C_LAN_LOCAL = const(9)
+C_BAD_SOURCE = const(10)
+C_MARTIAN = const(11)
+C_SOURCE_ROUTE = const(12)
+C_PORT_ZERO = const(13)
+C_ICMP_ERROR = const(14)
+C_UNSOLICITED = const(15)
+C_CANNOT_NAT = const(16)
+C_OVERLAP = const(17)
+C_TOO_BIG = const(18)
+C_TTL_SENT = const(19)
+C_TTL_LIMITED = const(20)
+C_TTL_SILENT = const(21)
+C_FRAG_NEEDED = const(22)
+C_ERRORS = const(23)

@@ -1,0 +1,46 @@
+"""What the host tools and the tests share: where the MicroPython unix port and mpremote
+are, running a command, waiting for a TCP port inside a namespace."""
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+BOARDS = ROOT / "boards"
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+def micropython_binary():
+    """The unix port's `micropython` command (the venv's first), or None."""
+    for here in (Path(sys.executable).parent / "micropython", ROOT / ".venv" / "bin" / "micropython"):
+        if here.exists():
+            return str(here)
+    return shutil.which("micropython")
+
+
+def mpremote_command():
+    """mpremote as an argv prefix."""
+    here = Path(sys.executable).parent / "mpremote"
+    return [str(here)] if here.exists() else [sys.executable, "-m", "mpremote"]
+
+
+def sh(*cmd, check=True, timeout=30, input=None):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(map(str, cmd)), proc.returncode,
+                                                   (proc.stderr or proc.stdout).strip()))
+    return proc
+
+
+def wait_port(ns, host, port, timeout=5):
+    """Wait until host:port accepts TCP connections, seen from namespace ns."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sh("ip", "netns", "exec", ns, sys.executable, PEERS / "port_open.py", host, port,
+              check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("%s:%d does not accept connections in %s" % (host, port, ns))

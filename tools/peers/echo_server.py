@@ -1,0 +1,30 @@
+"""A line echo server for the virtual board's tests and demo, run inside a namespace.
+
+    echo_server.py tcp|udp PORT NAME
+
+Replies '<NAME> <text> from <peer ip>:<port>' to every line (TCP) or datagram (UDP), so
+the client sees which address the server saw. Prints 'ready' once listening."""
+import socket, sys, threading
+proto, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def answer(text, peer):
+    return ("%s %s from %s:%d\n" % (name, text.strip(), peer[0], peer[1])).encode()
+if proto == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(4096)
+        s.sendto(answer(data.decode(errors="replace"), peer), peer)
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    print("ready", flush=True)
+    def serve(c, peer):
+        with c, c.makefile("r") as f:
+            for line in f:
+                c.sendall(answer(line, peer))
+    while True:
+        c, peer = s.accept()
+        threading.Thread(target=serve, args=(c, peer), daemon=True).start()
