@@ -100,6 +100,13 @@ def fields(pkt):
     return f
 
 
+def _ones(b):
+    s = sum(b[i] << 8 | b[i + 1] for i in range(0, len(b), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
 def checksum_ok(pkt):
     """Whether scapy finds pkt's IP and transport checksums right (the oracle's self-check)."""
     ip = IP(pkt)
@@ -327,6 +334,23 @@ def core(v):
     stray = make(TCP_P, PUBLIC, REMOTE, 40404, 443, ttl=3)
     v.xl("error quoting an unknown flow", icmp_error(HOP, PUBLIC, quote(stray, 8)), UNTRANSLATED)
 
+    # An error goes back to the source of what it quotes: elsewhere, it is not translated.
+    sent = make(UDP_P, *udp.request_out(), ttl=3)
+    for dst in (A("10.1.2.3"), A("203.0.113.255"), INSIDE, REMOTE2):
+        v.xl("error about a live flow to %s" % dotted(dst), icmp_error(HOP, dst, quote(sent, 8)),
+             UNTRANSLATED)
+    got = make(UDP_P, *udp.reply_out(), ttl=60)
+    v.xl("inside host's error not to the quoted source",
+         icmp_error(INSIDE, REMOTE2, quote(got, 8)), UNTRANSLATED)
+
+    # Queries: requests in the direction that opened the flow, replies in the other.
+    v.xl("outside echo request with the flow's id",
+         make(ICMP_P, REMOTE, PUBLIC, echo.xport, 0, itype=ECHO_REQUEST), UNTRANSLATED)
+    v.xl("outside timestamp request with the flow's id",
+         make(ICMP_P, REMOTE, PUBLIC, echo.xport, 0, itype=13), UNTRANSLATED)
+    v.xl("inside echo reply with the flow's id",
+         make(ICMP_P, INSIDE, REMOTE, echo.sport, 0, itype=ECHO_REPLY), UNTRANSLATED)
+
     # Checksum corner cases (RFC 1624 section 3, RFC 768): aim the translated packet's
     # checksum at 0 and see the engine land on the same value scapy computes.
     checksum_corners(v, tcp, udp, echo)
@@ -388,8 +412,20 @@ def adds(v):
                                  / Raw(bytes(8))), PUBLIC, [9], want=CANNOT_NAT)
     v.add("cannot nat: ICMP error", icmp_error(INSIDE, REMOTE, make(UDP_P, REMOTE, INSIDE, 1, 2)),
           PUBLIC, [9], want=CANNOT_NAT)
-    v.add("echo reply is a query: OK", make(ICMP_P, INSIDE, REMOTE, 77, 0, itype=ECHO_REPLY),
-          PUBLIC, [78])
+    v.add("cannot nat: echo reply (only requests open a flow)",
+          make(ICMP_P, INSIDE, REMOTE, 77, 0, itype=ECHO_REPLY), PUBLIC, [78], want=CANNOT_NAT)
+    v.add("cannot nat: timestamp reply", make(ICMP_P, INSIDE, REMOTE, 77, 0, itype=14),
+          PUBLIC, [78], want=CANNOT_NAT)
+    for sport, dport in ((0, 80), (1000, 0)):
+        for proto in (TCP_P, UDP_P):
+            v.add("cannot nat: port 0 (%d, %d, proto %d)" % (sport, dport, proto),
+                  make(proto, INSIDE, REMOTE, sport, dport), PUBLIC, [9], want=CANNOT_NAT)
+    v.add("cannot nat: REDIRECT to port 0", make(TCP_P, CLIENT, PUBLIC, 33010, 81), ROUTER_IN,
+          [6], REDIRECT, [SERVER, 0], want=CANNOT_NAT)
+    v.add("port_gen's 0 is skipped", make(UDP_P, INSIDE, REMOTE, 1234, 53), PUBLIC, [0, 4321])
+    v.xl("port_gen's 0 skipped: the flow got the next", make(UDP_P, REMOTE, PUBLIC, 53, 4321),
+         out=make(UDP_P, REMOTE, INSIDE, 53, 1234, ttl=63))
+    v.add("echo id 0 is fine", make(ICMP_P, INSIDE, REMOTE, 0, 0), PUBLIC, [0])
     v.add("cannot nat: REDIRECT of echo", make(ICMP_P, INSIDE, REMOTE, 5, 0), ROUTER_IN, [6],
           REDIRECT, [SERVER, 0], want=CANNOT_NAT)
     for itype in (13, 15, 17):
@@ -476,7 +512,21 @@ def malformed(v):
     v.parse("tcp exactly its header", cut_to(good, len(good)))
     udp = make(UDP_P, INSIDE, REMOTE, 1, 2, payload=b"abcdefgh")
     v.parse("udp header cut", cut_to(udp, 27, mf=True), MALFORMED)
-    v.parse("udp exactly 8", cut_to(udp, 28))
+    v.parse("udp length beyond the payload", cut_to(udp, 28), MALFORMED)
+    v.parse("udp first fragment, length beyond it", cut_to(udp, 28, mf=True))
+    v.parse("udp exactly 8", make(UDP_P, INSIDE, REMOTE, 1, 2))
+    for ulen in (0, 7):
+        short = bytearray(udp)
+        short[24:26] = ulen.to_bytes(2, "big")
+        v.parse("udp length %d" % ulen, bytes(short), MALFORMED)  # the checksum is not read
+        frag = bytearray(cut_to(udp, 28, mf=True))
+        frag[24:26] = ulen.to_bytes(2, "big")
+        v.parse("udp first fragment, length %d" % ulen, bytes(frag), MALFORMED)
+    padded = bytearray(udp + b"\0\0\0\0")  # UDP length 16 of 20 bytes: trailing padding
+    padded[2:4] = (len(padded)).to_bytes(2, "big")
+    padded[10:12] = b"\0\0"
+    padded[10:12] = (0xFFFF ^ _ones(padded[:20])).to_bytes(2, "big")
+    v.parse("udp length below the payload", bytes(padded))
     echo = make(ICMP_P, INSIDE, REMOTE, 9, 0, payload=b"abcdefgh")
     v.parse("icmp header cut", cut_to(echo, 27), MALFORMED)
     v.parse("icmp exactly 8", cut_to(echo, 28))
