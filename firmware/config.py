@@ -36,51 +36,122 @@ def defaults():
         "ports": {"first": 1024, "last": 65535},
         "table": {"tcp": 512, "udp": 256, "icmp": 64},
         "mtu": 1500,
+        "allow_source_route": False,  # RFC 7126 4.3, 4.4: source-routed packets dropped
     }
 
 
 def load(path=DEFAULT_PATH):
     """(cfg, problems). Never raises: a bad or missing file gives the defaults."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        return validate(defaults())[0], ["%s: cannot read (%s); using defaults" % (path, e)]
-    except Exception as e:  # e.g. bytes that are not UTF-8
-        return validate(defaults())[0], ["%s: unreadable (%r); using defaults" % (path, e)]
-    try:
-        raw = json.loads(text)
-    except Exception:  # ValueError; a half-written file lands here too
+    text, problem = _read(path)
+    if text is None:
+        # A power cut in the middle of a non-replacing rename (save()) leaves the new
+        # file under its temporary name, the old one beside it: take the newest whole one.
+        for spare in (path + ".tmp", path + ".old"):
+            spare_text = _read(spare)[0]
+            if spare_text is not None and _json(spare_text) is not None:
+                cfg, problems = validate(_json(spare_text))
+                return cfg, ["%s: missing; recovered %s" % (path, spare)] + [
+                    "%s: %s" % (path, p) for p in problems]
+        return validate(defaults())[0], ["%s: %s; using defaults" % (path, problem)]
+    raw = _json(text)
+    if raw is None:  # a half-written file lands here too
         return validate(defaults())[0], ["%s: not valid JSON (half-written?); using defaults"
                                          % path]
     cfg, problems = validate(raw)
     return cfg, ["%s: %s" % (path, p) for p in problems]
 
 
+def _read(path):
+    """(text, None), or (None, why not)."""
+    try:
+        with open(path) as f:
+            return f.read(), None
+    except OSError as e:
+        return None, "cannot read (%s)" % e
+    except Exception as e:  # e.g. bytes that are not UTF-8
+        return None, "unreadable (%r)" % e
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except Exception:  # ValueError
+        return None
+
+
 def save(path, cfg):
-    """Write cfg (its file keys) atomically: a temporary file, then a rename over the
-    old one, so a power cut leaves either the old or the new file, never half of one."""
+    """Validate cfg exactly as load() would, then write its file keys atomically: a
+    temporary file, then a rename over the old one, so a power cut leaves either the old
+    or the new file, never half of one. A configuration load() would not take whole
+    raises ValueError naming the key, and nothing is written."""
+    checked = validate(_file_keys(cfg), strict=True)[0]
+    text = json.dumps(to_file(checked))
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(to_file(cfg)))
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            try:
+                f.flush()
+            except AttributeError:
+                pass
         try:
-            f.flush()
-        except AttributeError:
+            os.sync()  # the board's filesystem: commit before the rename
+        except (AttributeError, OSError):
             pass
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not _exists(path):
+                raise
+            # A filesystem whose rename does not replace (FAT): the old file steps aside
+            # first. Should the power go in between, load() takes the temporary file.
+            old = path + ".old"
+            _remove(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            _remove(old)
+    except BaseException:
+        if _exists(path):  # else the temporary file may be the only whole copy
+            _remove(tmp)
+        raise
+
+
+def _exists(path):
     try:
-        os.sync()  # the board's filesystem: commit before the rename
-    except (AttributeError, OSError):
-        pass
-    try:
-        os.rename(tmp, path)
+        os.stat(path)
+        return True
     except OSError:
-        # A filesystem whose rename does not replace: remove, then rename.
+        return False
+
+
+def _remove(path):
+    try:
         os.remove(path)
-        os.rename(tmp, path)
+    except OSError:
+        pass
+
+
+_DERIVED = ("addr_int", "mask_int", "gateway_int", "to_int", "proto_num")
+
+
+def _file_keys(cfg):
+    """cfg without the keys validate() derives, whatever shape it has (validate() then
+    says what is wrong with it)."""
+    if not isinstance(cfg, dict):
+        raise ValueError("the configuration must be a dict, not %s" % type(cfg).__name__)
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in _DERIVED}
+        elif isinstance(value, list):
+            value = [{k: v for k, v in x.items() if k not in _DERIVED}
+                     if isinstance(x, dict) else x for x in value]
+        out[key] = value
+    return out
 
 
 def to_file(cfg):
-    """cfg without the derived keys: what save() writes and load() reads back."""
+    """A validated cfg without the derived keys: what save() writes and load() reads."""
     out = {}
     for key, value in defaults().items():
         v = cfg.get(key, value)
@@ -95,21 +166,37 @@ def to_file(cfg):
 
 # ---- validation
 
-def validate(raw):
-    """(cfg, problems) for an already parsed JSON value."""
-    problems = []
+class _Problems(list):
+    """What validate() found: "what is wrong; what is used instead", one each. Strict
+    (save()), the first one raises ValueError with what is wrong."""
+
+    def __init__(self, strict):
+        super().__init__()
+        self.strict = strict
+
+    def add(self, wrong, instead):
+        if self.strict:
+            raise ValueError(wrong)
+        self.append("%s; %s" % (wrong, instead))
+
+
+def validate(raw, strict=False):
+    """(cfg, problems) for an already parsed JSON value. strict: raise ValueError at the
+    first problem instead (nothing may be replaced by a default)."""
+    problems = _Problems(strict)
     d = defaults()
     if not isinstance(raw, dict):
-        problems.append("the file must hold a JSON object; using defaults")
+        problems.add("the file must hold a JSON object", "using defaults")
         raw = {}
     for key in raw:
         if key not in d:
-            problems.append("unknown key %r ignored" % (key,))
+            problems.add("unknown key %r" % (key,), "ignored")
     cfg = {}
     _net(cfg, raw, d, problems)
     cfg["ports"] = _ports(raw.get("ports", d["ports"]), d["ports"], problems)
     cfg["table"] = _table(raw.get("table", d["table"]), d["table"], problems)
     cfg["mtu"] = _mtu(raw.get("mtu", d["mtu"]), d["mtu"], problems)
+    cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
     return cfg, problems
 
@@ -188,7 +275,7 @@ def _net(cfg, raw, d, problems):
             raise _Bad("lan/wan: the LAN subnet %s/%s and the WAN subnet %s/%s overlap"
                        % (lan["addr"], lan["mask"], wan["addr"], wan["mask"]))
     except _Bad as e:
-        problems.append("%s; using the default lan and wan" % e)
+        problems.add(str(e), "using the default lan and wan")
         lan, wan = d["lan"], d["wan"]
         la, lm, wa, wm, gw = (nat.ip(lan["addr"]), nat.ip(lan["mask"]), nat.ip(wan["addr"]),
                               nat.ip(wan["mask"]), nat.ip(wan["gateway"]))
@@ -209,18 +296,18 @@ def _ports(sec, default, problems):
             raise _Bad("ports: first %d is above last %d" % (sec["first"], sec["last"]))
         return {"first": sec["first"], "last": sec["last"]}
     except _Bad as e:
-        problems.append("%s; using %d..%d" % (e, default["first"], default["last"]))
+        problems.add(str(e), "using %d..%d" % (default["first"], default["last"]))
         return dict(default)
 
 
 def _table(sec, default, problems):
     out = dict(default)
     if not isinstance(sec, dict):
-        problems.append("table: must be an object with tcp, udp, icmp; using defaults")
+        problems.add("table: must be an object with tcp, udp, icmp", "using defaults")
         return out
     for k in sec:
         if k not in default:
-            problems.append("table.%s: unknown key ignored" % k)
+            problems.add("table.%s: unknown key" % k, "ignored")
     for k in default:
         if k not in sec:
             continue
@@ -228,21 +315,29 @@ def _table(sec, default, problems):
         if _is_int(v) and 1 <= v <= TABLE_MAX:
             out[k] = v
         else:
-            problems.append("table.%s: %r must be an integer 1..%d; using %d"
-                            % (k, v, TABLE_MAX, default[k]))
+            problems.add("table.%s: %r must be an integer 1..%d" % (k, v, TABLE_MAX),
+                         "using %d" % default[k])
     return out
 
 
 def _mtu(v, default, problems):
     if _is_int(v) and 576 <= v <= 9000:
         return v
-    problems.append("mtu: %r must be an integer 576..9000; using %d" % (v, default))
+    problems.add("mtu: %r must be an integer 576..9000" % (v,), "using %d" % default)
     return default
+
+
+def _flag(raw, key, d, problems):
+    v = raw.get(key, d[key])
+    if v is True or v is False:
+        return v
+    problems.add("%s: %r must be true or false" % (key, v), "using %s" % json.dumps(d[key]))
+    return d[key]
 
 
 def _forwards(raw, lan, problems):
     if not isinstance(raw, list):
-        problems.append("forwards: must be a list; no port forwards")
+        problems.add("forwards: must be a list", "no port forwards")
         return []
     out = []
     seen = []
@@ -277,7 +372,7 @@ def _forwards(raw, lan, problems):
             if (proto, f["port"]) in seen:
                 raise _Bad("%s: %s port %d is already forwarded" % (where, proto, f["port"]))
         except _Bad as e:
-            problems.append("%s; forward left out" % e)
+            problems.add(str(e), "forward left out")
             continue
         seen.append((proto, f["port"]))
         out.append({"proto": proto, "port": f["port"], "to": f["to"], "to_port": to_port,

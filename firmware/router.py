@@ -96,7 +96,7 @@ class Router:
         self._pkt = nat.Packet()
         self._pkt.bind(buf)
         self._f = self._pkt.fields
-        self._pol = screen.policy(cfg, lan.mtu, wan.mtu)
+        self._pol = screen.policy(cfg, lan.mtu, wan.mtu, cfg["allow_source_route"])
         self._c = array("I", bytes(4 * len(COUNTERS)))
         self._lan_mtu = lan.mtu
         self._wan_mtu = wan.mtu

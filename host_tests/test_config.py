@@ -18,6 +18,7 @@ GOOD = {
     "ports": {"first": 20000, "last": 30000},
     "table": {"tcp": 1024, "udp": 100, "icmp": 8},
     "mtu": 1400,
+    "allow_source_route": False,
 }
 
 
@@ -140,7 +141,7 @@ def test_bad_key_takes_its_default(path, value, named, default):
 def test_unknown_top_level_key_reported():
     raw = dict(copy.deepcopy(GOOD), forward=[])
     cfg, problems = config.validate(raw)
-    assert problems == ["unknown key 'forward' ignored"]
+    assert problems == ["unknown key 'forward'; ignored"]
     assert config.to_file(cfg) == GOOD
 
 

@@ -3,6 +3,7 @@ between Linux network namespaces. Needs root and `ip netns`; skipped otherwise.
 The board's ARP and framing alone: test_vboard_frames.py."""
 import ast
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -133,6 +134,73 @@ def test_board_state_over_mpremote_while_traffic_flows(vtopo):
                and f.split(" as ")[1].split()[2] == "%s:80" % LAN1 for f in flows), flows
     links = ast.literal_eval(lines[-1])
     assert links["lan"]["rx"] >= after["rx_lan"] and links["wan"]["tx"] >= after["translated_out"]
+
+
+HOSTILE_COUNT = 40  # frames of each kind (hostile.py): ~500 a side, sent in about a second
+
+
+def _flow_port(flows, start):
+    """The translated port or id of the flow whose line starts with `start`."""
+    for line in flows:
+        if line.startswith(start):
+            return int(line.split(" as ")[1].split()[0].split(":")[1])
+    raise AssertionError("no flow %r in %s" % (start, flows))
+
+
+def _board(topo, code):
+    return ast.literal_eval(topo.exec_on_board(code).strip())
+
+
+def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
+    """Floods of malformed and hostile frames at layer 2 from the WAN (at the board's WAN
+    MAC) and from a LAN host: nothing reaches lan1 or the WAN while live flows exist; the
+    counters account for every kind; the board still routes afterwards."""
+    with background(vtopo.serve(vtopo.srv, "udp", 7, "srv")):
+        assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["live"], sport=40007)[0].startswith("srv")
+        assert vtopo.ping(vtopo.lan1, SRV)
+        flows = _board(vtopo, "import router; print(router.running.flows())")
+        params = {"count": HOSTILE_COUNT, "wan": WAN, "wan_net": ["198.51.100.0", "198.51.100.255"],
+                  "lan": LAN_GW, "lan_net": ["192.168.4.0", "192.168.4.255"], "inside": LAN1,
+                  "remote": SRV, "forward": FORWARD_TCP,
+                  "live_udp": [40007, _flow_port(flows, "udp %s:40007" % LAN1)],
+                  "live_id": _flow_port(flows, "icmp %s:" % LAN1)}
+        before = _board(vtopo, "import router; print(router.running.counters())")
+        links_before = _board(vtopo, "import board; print(board.counters())")
+        with capture(vtopo, vtopo.lan1, "eth0", 20) as at_lan1:
+            sent_wan = json.loads(vtopo.peer(vtopo.isp, "hostile.py", "wan", "rtr",
+                                             vtopo.mac(vtopo.rtr, "wan"), json.dumps(params),
+                                             timeout=60).stdout)
+            time.sleep(0.5)
+        with capture(vtopo, vtopo.isp, "rtr", 20) as at_wan:
+            sent_lan = json.loads(vtopo.peer(vtopo.lan2, "hostile.py", "lan", "eth0",
+                                             vtopo.mac(vtopo.rtr, "lan"), json.dumps(params),
+                                             timeout=60).stdout)
+            time.sleep(0.5)
+        after = _board(vtopo, "import router; print(router.running.counters())")
+        links_after = _board(vtopo, "import board; print(board.counters())")
+        # Still routing: the live flow answers, a new connection goes through.
+        assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["again"], sport=40007)[0].startswith("srv")
+    assert vtopo.ping(vtopo.lan1, SRV)
+    assert at_lan1 == [], at_lan1
+    assert at_wan == [], at_wan
+    d = {k: after[k] - before[k] for k in after}
+    n = HOSTILE_COUNT
+    assert sum(sent_wan.values()) == 13 * n and sum(sent_lan.values()) == 10 * n
+    # Every frame reached the board exactly as sent (the bridge between lan2 and the
+    # board has its netfilter off) and was dropped for what it is.
+    ignored = sum(links_after[k]["rx_ignored"] - links_before[k]["rx_ignored"] for k in ("lan", "wan"))
+    assert ignored == 0, links_after
+    assert d["dropped_malformed"] == 8 * n, d   # garbage, checksums, UDP lengths, cut, quotes
+    assert d["dropped_source_route"] == 2 * n, d
+    assert d["dropped_martian"] == 2 * n, d
+    assert d["dropped_bad_source"] == 2 * n, d  # a LAN source from the WAN, off-subnet on the LAN
+    assert d["dropped_port_zero"] == 2 * n, d
+    assert d["dropped_icmp_error"] == 2 * n, d  # errors about a live flow sent elsewhere
+    assert d["dropped_unsolicited"] == 2 * n, d  # later fragments, straight to a LAN host
+    assert d["dropped_cannot_nat"] == n and d["dropped_lan_local"] == n, d
+    # Requests carrying the live ping's id: answered by the router (echo) or dropped.
+    assert d["echo_replies"] + d["dropped_to_router"] == n and d["echo_replies"] > 0, d
+    assert d["translated_in"] == d["translated_out"] == 0 and d["errors"] == 0, d
 
 
 def test_board_logged_no_exception(vtopo):
