@@ -1,9 +1,9 @@
 # natrouter host tasks. `make test` is what CI runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump
+APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump gcc liblwip-dev
 
-.PHONY: setup test demo bench bench-net clean
+.PHONY: setup test natlink demo bench bench-net clean
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -18,8 +18,24 @@ setup: $(VENV)/.installed
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "not root: skipping Debian packages ($(APT_PACKAGES)); network tests will be skipped"; fi
 
-test: setup
+test: setup natlink
 	$(PY) -m pytest host_tests -q
+
+# The natlink C core (boards/natlink/) with its host harness, against Debian's lwIP
+# (liblwip-dev: built with its own lwipopts.h, which the struct layouts depend on).
+NATLINK_SRC := boards/natlink/natlink.c boards/natlink/host/natlink_port_posix.c boards/natlink/host/harness.c
+NATLINK_SO := build/natlink/libnatlink_host.so
+LWIP_INC ?= /usr/include/lwip
+
+# Without liblwip-dev (not root), nothing is built and its tests are skipped.
+natlink: setup
+	@if [ -f $(LWIP_INC)/lwipopts.h ]; then $(MAKE) --no-print-directory $(NATLINK_SO); \
+	else echo "liblwip-dev missing: natlink not built; its tests will be skipped"; fi
+
+$(NATLINK_SO): $(NATLINK_SRC) boards/natlink/natlink.h boards/natlink/host/natlink_port_posix.h
+	mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -fPIC -shared -Wl,--no-undefined -I$(LWIP_INC) -Iboards/natlink \
+	  -Iboards/natlink/host -o $@ $(NATLINK_SRC) -llwip -lpthread
 
 demo: setup
 	$(PY) tools/vboard.py demo
