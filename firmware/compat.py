@@ -16,12 +16,13 @@ except ImportError:
         return 0
 
 try:
-    from time import ticks_ms, ticks_diff, ticks_add
+    from time import ticks_ms, ticks_diff, sleep_ms
 except ImportError:  # CPython: the engine's clock has the stand-ins (2**30 ms wrap, as MicroPython)
     from nat.clock import ticks_ms, ticks_diff
 
-    def ticks_add(ticks, delta):
-        return (ticks + delta) & 0x3FFFFFFF
+    def sleep_ms(ms):
+        from time import sleep
+        sleep(ms / 1000)
 
 
 def _os_urandom():

@@ -20,7 +20,10 @@
 import json
 import os
 
+import dhcp_config
 import nat
+from nat.addr import unroutable
+from validation import Bad, Problems, is_int
 
 DEFAULT_PATH = "natrouter.json"
 TABLE_MAX = 8192
@@ -29,14 +32,17 @@ _PROTOS = {"tcp": 6, "udp": 17}
 
 def defaults():
     """A fresh copy of the default configuration (without the derived *_int keys)."""
+    lan = {"addr": "192.168.4.1", "mask": "255.255.255.0"}
     return {
-        "lan": {"addr": "192.168.4.1", "mask": "255.255.255.0"},
+        "lan": lan,
         "wan": {"addr": "198.51.100.2", "mask": "255.255.255.0", "gateway": "198.51.100.1"},
         "forwards": [],
         "ports": {"first": 1024, "last": 65535},
         "table": {"tcp": 512, "udp": 256, "icmp": 64},
         "mtu": 1500,
         "allow_source_route": False,  # RFC 7126 4.3, 4.4: source-routed packets dropped
+        "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
+        "dhcp": dhcp_config.defaults(lan["addr"], lan["mask"]),  # on the LAN (dhcp_config.py)
     }
 
 
@@ -157,6 +163,8 @@ def to_file(cfg):
         v = cfg.get(key, value)
         if isinstance(value, dict):
             v = {k: v[k] for k in value}
+        elif key == "dns":
+            v = list(v)
         elif key == "forwards":
             v = [{"proto": f["proto"], "port": f["port"], "to": f["to"],
                   "to_port": f.get("to_port", f["port"])} for f in v]
@@ -166,24 +174,10 @@ def to_file(cfg):
 
 # ---- validation
 
-class _Problems(list):
-    """What validate() found: "what is wrong; what is used instead", one each. Strict
-    (save()), the first one raises ValueError with what is wrong."""
-
-    def __init__(self, strict):
-        super().__init__()
-        self.strict = strict
-
-    def add(self, wrong, instead):
-        if self.strict:
-            raise ValueError(wrong)
-        self.append("%s; %s" % (wrong, instead))
-
-
 def validate(raw, strict=False):
     """(cfg, problems) for an already parsed JSON value. strict: raise ValueError at the
     first problem instead (nothing may be replaced by a default)."""
-    problems = _Problems(strict)
+    problems = Problems(strict)
     d = defaults()
     if not isinstance(raw, dict):
         problems.add("the file must hold a JSON object", "using defaults")
@@ -198,27 +192,23 @@ def validate(raw, strict=False):
     cfg["mtu"] = _mtu(raw.get("mtu", d["mtu"]), d["mtu"], problems)
     cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
+    cfg["dns"] = dhcp_config.dns_servers(raw.get("dns", d["dns"]), d["dns"], problems)
+    # The pool lies on the LAN: its defaults follow the LAN's address.
+    cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],
+                                       problems)[0]
     return cfg, problems
-
-
-class _Bad(Exception):
-    pass
-
-
-def _is_int(v):
-    return type(v) is int  # not bool: True is an int in Python
 
 
 def _section(raw, name, keys):
     sec = raw.get(name)
     if not isinstance(sec, dict):
-        raise _Bad("%s: must be an object with %s" % (name, ", ".join(keys)))
+        raise Bad("%s: must be an object with %s" % (name, ", ".join(keys)))
     for k in sec:
         if k not in keys:
-            raise _Bad("%s.%s: unknown key" % (name, k))
+            raise Bad("%s.%s: unknown key" % (name, k))
     for k in keys:
         if k not in sec:
-            raise _Bad("%s.%s: missing" % (name, k))
+            raise Bad("%s.%s: missing" % (name, k))
     return sec
 
 
@@ -226,32 +216,27 @@ def _addr(sec, name, key):
     try:
         return nat.ip(sec[key])
     except ValueError:
-        raise _Bad("%s.%s: %r is not an IPv4 address" % (name, key, sec[key]))
+        raise Bad("%s.%s: %r is not an IPv4 address" % (name, key, sec[key]))
 
 
 def _mask(sec, name):
     m = _addr(sec, name, "mask")
     inv = m ^ 0xFFFFFFFF
     if inv & (inv + 1):
-        raise _Bad("%s.mask: %s is not a contiguous netmask" % (name, sec["mask"]))
+        raise Bad("%s.mask: %s is not a contiguous netmask" % (name, sec["mask"]))
     if inv < 3 or m == 0:
-        raise _Bad("%s.mask: %s leaves no room for hosts (use /1 to /30)" % (name, sec["mask"]))
+        raise Bad("%s.mask: %s leaves no room for hosts (use /1 to /30)" % (name, sec["mask"]))
     return m
-
-
-def _unicast(a):
-    top = a >> 24
-    return top != 0 and top != 127 and top < 224 and (a >> 16) != 0xA9FE
 
 
 def _host(sec, name, key, a, m):
     """a must be a usable unicast address inside the subnet of m, not its network or
     broadcast address."""
-    if not _unicast(a):
-        raise _Bad("%s.%s: %s is not a unicast host address" % (name, key, sec[key]))
+    if unroutable(a):
+        raise Bad("%s.%s: %s is not a unicast host address" % (name, key, sec[key]))
     host = a & (m ^ 0xFFFFFFFF)
     if host == 0 or host == m ^ 0xFFFFFFFF:
-        raise _Bad("%s.%s: %s is the network or broadcast address of %s/%s"
+        raise Bad("%s.%s: %s is the network or broadcast address of %s/%s"
                    % (name, key, sec[key], sec["addr"], sec["mask"]))
 
 
@@ -265,16 +250,16 @@ def _net(cfg, raw, d, problems):
         wa, wm, gw = _addr(wan, "wan", "addr"), _mask(wan, "wan"), _addr(wan, "wan", "gateway")
         _host(wan, "wan", "addr", wa, wm)
         if gw & wm != wa & wm:
-            raise _Bad("wan.gateway: %s is not on the WAN subnet %s/%s"
+            raise Bad("wan.gateway: %s is not on the WAN subnet %s/%s"
                        % (wan["gateway"], wan["addr"], wan["mask"]))
         _host(wan, "wan", "gateway", gw, wm)
         if gw == wa:
-            raise _Bad("wan.gateway: %s is the WAN address itself" % wan["gateway"])
+            raise Bad("wan.gateway: %s is the WAN address itself" % wan["gateway"])
         both = lm & wm  # the shorter prefix decides whether they overlap
         if la & both == wa & both:
-            raise _Bad("lan/wan: the LAN subnet %s/%s and the WAN subnet %s/%s overlap"
+            raise Bad("lan/wan: the LAN subnet %s/%s and the WAN subnet %s/%s overlap"
                        % (lan["addr"], lan["mask"], wan["addr"], wan["mask"]))
-    except _Bad as e:
+    except Bad as e:
         problems.add(str(e), "using the default lan and wan")
         lan, wan = d["lan"], d["wan"]
         la, lm, wa, wm, gw = (nat.ip(lan["addr"]), nat.ip(lan["mask"]), nat.ip(wan["addr"]),
@@ -287,15 +272,15 @@ def _net(cfg, raw, d, problems):
 def _ports(sec, default, problems):
     try:
         if not isinstance(sec, dict) or set(sec) != set(default):
-            raise _Bad("ports: must be an object with first and last")
+            raise Bad("ports: must be an object with first and last")
         for k in ("first", "last"):
-            if not _is_int(sec[k]) or not 1024 <= sec[k] <= 65535:
-                raise _Bad("ports.%s: %r must be an integer 1024..65535 (ports below 1024 "
+            if not is_int(sec[k]) or not 1024 <= sec[k] <= 65535:
+                raise Bad("ports.%s: %r must be an integer 1024..65535 (ports below 1024 "
                            "always map into 1..1023)" % (k, sec[k]))
         if sec["first"] > sec["last"]:
-            raise _Bad("ports: first %d is above last %d" % (sec["first"], sec["last"]))
+            raise Bad("ports: first %d is above last %d" % (sec["first"], sec["last"]))
         return {"first": sec["first"], "last": sec["last"]}
-    except _Bad as e:
+    except Bad as e:
         problems.add(str(e), "using %d..%d" % (default["first"], default["last"]))
         return dict(default)
 
@@ -312,7 +297,7 @@ def _table(sec, default, problems):
         if k not in sec:
             continue
         v = sec[k]
-        if _is_int(v) and 1 <= v <= TABLE_MAX:
+        if is_int(v) and 1 <= v <= TABLE_MAX:
             out[k] = v
         else:
             problems.add("table.%s: %r must be an integer 1..%d" % (k, v, TABLE_MAX),
@@ -321,7 +306,7 @@ def _table(sec, default, problems):
 
 
 def _mtu(v, default, problems):
-    if _is_int(v) and 576 <= v <= 9000:
+    if is_int(v) and 576 <= v <= 9000:
         return v
     problems.add("mtu: %r must be an integer 576..9000" % (v,), "using %d" % default)
     return default
@@ -346,32 +331,32 @@ def _forwards(raw, lan, problems):
         where = "forwards[%d]" % i
         try:
             if not isinstance(f, dict):
-                raise _Bad("%s: must be an object with proto, port, to, to_port" % where)
+                raise Bad("%s: must be an object with proto, port, to, to_port" % where)
             for k in f:
                 if k not in ("proto", "port", "to", "to_port"):
-                    raise _Bad("%s.%s: unknown key" % (where, k))
+                    raise Bad("%s.%s: unknown key" % (where, k))
             for k in ("proto", "port", "to"):
                 if k not in f:
-                    raise _Bad("%s.%s: missing" % (where, k))
+                    raise Bad("%s.%s: missing" % (where, k))
             proto = f["proto"]
             if proto not in _PROTOS:
-                raise _Bad("%s.proto: %r must be \"tcp\" or \"udp\"" % (where, proto))
+                raise Bad("%s.proto: %r must be \"tcp\" or \"udp\"" % (where, proto))
             to_port = f.get("to_port", f["port"])
             for k, v in (("port", f["port"]), ("to_port", to_port)):
-                if not _is_int(v) or not 1 <= v <= 65535:
-                    raise _Bad("%s.%s: %r must be an integer 1..65535" % (where, k, v))
+                if not is_int(v) or not 1 <= v <= 65535:
+                    raise Bad("%s.%s: %r must be an integer 1..65535" % (where, k, v))
             try:
                 to = nat.ip(f["to"])
             except ValueError:
-                raise _Bad("%s.to: %r is not an IPv4 address" % (where, f["to"]))
+                raise Bad("%s.to: %r is not an IPv4 address" % (where, f["to"]))
             host = to & (lm ^ 0xFFFFFFFF)
             if (to & lm != lan["addr_int"] & lm or host == 0 or host == lm ^ 0xFFFFFFFF
                     or to == lan["addr_int"]):
-                raise _Bad("%s.to: %s is not a host on the LAN %s/%s"
+                raise Bad("%s.to: %s is not a host on the LAN %s/%s"
                            % (where, f["to"], lan["addr"], lan["mask"]))
             if (proto, f["port"]) in seen:
-                raise _Bad("%s: %s port %d is already forwarded" % (where, proto, f["port"]))
-        except _Bad as e:
+                raise Bad("%s: %s port %d is already forwarded" % (where, proto, f["port"]))
+        except Bad as e:
             problems.add(str(e), "forward left out")
             continue
         seen.append((proto, f["port"]))

@@ -19,6 +19,9 @@ GOOD = {
     "table": {"tcp": 1024, "udp": 100, "icmp": 8},
     "mtu": 1400,
     "allow_source_route": False,
+    "dns": ["192.0.2.53", "9.9.9.9"],
+    "dhcp": {"enabled": True, "first": "10.1.0.50", "last": "10.1.0.60", "lease_s": 7200,
+             "capacity": 16, "static": [{"mac": "02:00:00:00:00:07", "addr": "10.1.0.7"}]},
 }
 
 

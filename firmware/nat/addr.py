@@ -24,3 +24,10 @@ def ip_str(n):
     if not isinstance(n, int) or n < 0 or n > 0xFFFFFFFF:
         raise ValueError("not a 32-bit address: %r" % (n,))
     return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+
+
+def unroutable(a):
+    """0/8, 127/8, 169.254/16 (link-local, RFC 3927), 224/4 (multicast, all scopes) and
+    240/4 (255.255.255.255 too): never a host's address on a routed network."""
+    top = a >> 24
+    return top == 0 or top == 127 or top >= 224 or (a >> 16) == 0xA9FE

@@ -14,6 +14,7 @@ from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, OVERLAP, CANNOT_NAT, MALF
                      KEY_SPORT, KEY_DPORT, KEY_WORDS)
 from .flows import acquire, chain, clear, find, release, slots_in_use, touch
 from .clock import Clock
+from .addr import unroutable
 
 Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
 
@@ -27,12 +28,6 @@ def _halves(n):
 
 def _word_addr(hi, lo):
     return hi << 16 | lo
-
-
-def _unroutable(a):
-    # 0/8, 127/8, 169.254/16, 224/4 (multicast, all scopes) and 240/4 (255.255.255.255 too).
-    top = a >> 24
-    return top == 0 or top == 127 or top >= 224 or (a >> 16) == 0xA9FE
 
 
 def _new_tables(cap, seed):
@@ -128,7 +123,7 @@ class Table:
         if kind == K_QUERY and not (REQUEST_TYPES >> f[F_TYPE]) & 1:
             return CANNOT_NAT  # only an outgoing request opens a query flow
         src, dst = p.src, p.dst
-        if _unroutable(src) or _unroutable(dst):
+        if unroutable(src) or unroutable(dst):
             return CANNOT_NAT
         sport, dport = f[F_SPORT], f[F_DPORT]
         final, final_port = (dst, dport) if mode == NAT else redirect
@@ -190,6 +185,22 @@ class Table:
                     freed[kind - 1].append(mem[base + S_KEY1 + KEY_DPORT])
                     release(mem, heads, s)
         return Ports(*freed)
+
+    def remove_redirects(self, proto, dst, dport):
+        """Remove every REDIRECT flow of proto opened to dst:dport (a port forward's
+        flows, when the forward goes). Returns how many."""
+        kind = self._kind(proto)
+        _check_addr("dst", dst)
+        hi, lo = _halves(dst)
+        mem, heads = self.mems[kind], self.heads[kind]
+        gone = 0
+        for s in slots_in_use(mem):
+            base = HDR + s * SLOT
+            if (mem[base + S_FLAGS] & FL_REDIRECT and mem[base + KEY_DST_HI] == hi
+                    and mem[base + KEY_DST_LO] == lo and mem[base + KEY_DPORT] == dport):
+                release(mem, heads, s)
+                gone += 1
+        return gone
 
     def is_port_free(self, proto, src, dst, src_port, dst_port):
         kind = _KIND_OF.get(proto)
