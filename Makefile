@@ -1,9 +1,9 @@
 # natrouter host tasks. `make test` is what CI runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump gcc liblwip-dev
+APT_PACKAGES := iproute2 iputils-ping traceroute iperf3 ethtool socat nftables tcpdump gcc liblwip-dev busybox
 
-.PHONY: setup test natlink demo bench bench-net clean
+.PHONY: setup test natlink lwip-host demo bench bench-net clean
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "not root: skipping Debian packages ($(APT_PACKAGES)); network tests will be skipped"; fi
 
-test: setup natlink
+test: setup natlink lwip-host
 	$(PY) -m pytest host_tests -q
 
 # The natlink C core (boards/natlink/) with its host harness, against Debian's lwIP
@@ -37,6 +37,21 @@ $(NATLINK_SO): $(NATLINK_SRC) boards/natlink/natlink.h boards/natlink/host/natli
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -fPIC -shared -Wl,--no-undefined -I$(LWIP_INC) -Iboards/natlink \
 	  -Iboards/natlink/host -o $@ $(NATLINK_SRC) -llwip -lpthread
 
+# The lwIP host board's host program (boards/lwip_host/host/): the natlink core and
+# Debian's lwIP with two TAP netifs, talking to the firmware over Unix datagram sockets.
+LWIP_HOST_SRC := boards/lwip_host/host/lwip_host.c boards/natlink/natlink.c boards/natlink/host/natlink_port_posix.c
+LWIP_HOST_BIN := build/lwip_host/lwip_host
+
+# Without liblwip-dev (not root), nothing is built and the lwip_host tests are skipped.
+lwip-host: setup
+	@if [ -f $(LWIP_INC)/lwipopts.h ]; then $(MAKE) --no-print-directory $(LWIP_HOST_BIN); \
+	else echo "liblwip-dev missing: the lwIP host program not built; its tests will be skipped"; fi
+
+$(LWIP_HOST_BIN): $(LWIP_HOST_SRC) boards/natlink/natlink.h boards/natlink/host/natlink_port_posix.h
+	mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -I$(LWIP_INC) -Iboards/natlink -Iboards/natlink/host \
+	  -o $@ $(LWIP_HOST_SRC) -llwip -lpthread
+
 demo: setup
 	$(PY) tools/vboard.py demo
 
@@ -44,7 +59,7 @@ bench: setup
 	$(PY) tools/bench.py
 
 # Throughput through the virtual board vs a bare forwarder and the kernel's NAT (root).
-bench-net: setup
+bench-net: setup lwip-host
 	$(PY) tools/bench_net.py
 
 clean:

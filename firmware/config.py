@@ -93,6 +93,8 @@ def save(path, cfg):
     checked = validate(_file_keys(cfg), strict=True)[0]
     text = json.dumps(to_file(checked))
     tmp = path + ".tmp"
+    if not _exists(path) and _read(tmp)[0] is not None and _json(_read(tmp)[0]) is not None:
+        os.rename(tmp, path)  # the copy load() recovered: in place before tmp is rewritten
     try:
         with open(tmp, "w") as f:
             f.write(text)

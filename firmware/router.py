@@ -18,7 +18,8 @@ from collections import namedtuple
 import config
 import nat
 from nat import core
-from compat import const, ticks_ms
+from nat.checksum import put16, sum16
+from compat import const, sleep_ms, ticks_diff, ticks_ms
 from counters import (NAMES as COUNTERS, C_RX_LAN, C_RX_WAN, C_FLOWS_ADDED,
                       C_FORWARDS_HIT, C_ECHO, C_MALFORMED, C_TO_ROUTER, C_ICMP_ERROR,
                       C_UNSOLICITED, C_CANNOT_NAT, C_OVERLAP, C_TOO_BIG, C_TTL_SENT,
@@ -43,6 +44,7 @@ _V_TO_ROUTER = const(2)
 _F_LEN = const(1)
 _F_L4 = const(2)
 _F_KIND = const(5)
+_F_DPORT = const(7)
 _F_TYPE = const(8)
 _F_CODE = const(9)
 _F_FRAG = const(10)
@@ -59,6 +61,8 @@ _TCP = const(6)
 _UDP = const(17)
 _ICMP = const(1)
 _ECHO_REQUEST = const(8)
+_DHCP_SERVER = const(67)
+_DHCP_MAX = const(576)   # RFC 2131 2: what every client takes
 
 # A port forward: proto 6 or 17, the WAN port, the LAN host (an int) and its port.
 Forward = namedtuple("Forward", ("proto", "port", "to", "to_port"))
@@ -75,18 +79,24 @@ class Router:
     both links' MTU (a board may hand one out that its links frame in place)."""
 
     def __init__(self, cfg, lan, wan, wait=None, ms=ticks_ms, clock=None, batch=BATCH,
-                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None):
+                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None, dhcp=None):
         self.cfg = cfg
         self.lan = lan
         self.wan = wan
         self._wait = wait
         self._batch = batch
+        self._ms = ms
+        self._chores_ms = ms()
+        self.dhcp = dhcp  # a dhcp.DhcpServer for requests the LAN link delivers, or None
+        self._dhcp_pkt = bytearray(28 + _DHCP_MAX) if dhcp is not None else None
+        self._job = None  # call(): a function the REPL wants run on this thread
         # Bound once: taking a bound method allocates, and the drain loops need four.
         self._lan_recv, self._lan_send = lan.recv_into, lan.send
         self._wan_recv, self._wan_send = wan.recv_into, wan.send
         t = cfg["table"]
         self.table = table = nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"],
                                        clock=clock)
+        self._started_s = table.now()
         size = max(lan.mtu, wan.mtu)
         if buf is None:
             buf = bytearray(size)
@@ -105,15 +115,15 @@ class Router:
         self._lan_hi, self._lan_lo = la >> 16, la & 0xFFFF
         self._wan_hi, self._wan_lo = wa >> 16, wa & 0xFFFF
         self._errors = ErrorBuilder(ms, icmp_rate, icmp_burst)
-        self._forwards = tuple(Forward(proto=f["proto_num"], port=f["port"], to=f["to_int"],
-                                       to_port=f["to_port"]) for f in cfg["forwards"])
-        ports = cfg["ports"]
-        self._portgen = PortGen(table, first=ports["first"], last=ports["last"],
-                                reserved=[(f.proto, f.port) for f in self._forwards])
+        self._forwards = ()
+        self._portgen = None
+        self._set_forwards(cfg)
         self._client_port = 0
         self._client_port_gen = self._client_port_once
         self._running = False
         self._stopped = False
+        self._thread = None
+        self._exited = False
         self.last_error = None
 
     # ---- per-packet path: no allocation for packets of known flows
@@ -171,6 +181,72 @@ class Router:
                     self._wan_untranslated(st)
         return limit
 
+    # ---- configuration that changes while forwarding (reconfigure())
+
+    def _set_forwards(self, cfg):
+        self._forwards = tuple(Forward(proto=f["proto_num"], port=f["port"], to=f["to_int"],
+                                       to_port=f["to_port"]) for f in cfg["forwards"])
+        ports = cfg["ports"]
+        self._portgen = PortGen(self.table, first=ports["first"], last=ports["last"],
+                                reserved=[(f.proto, f.port) for f in self._forwards])
+
+    def reconfigure(self, cfg, dhcp=None):
+        """Take the parts of a validated cfg that apply while forwarding: port forwards
+        (a removed one takes its flows with it), the port range, source routing, the
+        DHCP server (rebuilt by the caller). Addresses, MTU and table sizes need a new
+        Router (manage.apply()). Run it on the router's thread: call(r.reconfigure, cfg)."""
+        kept = [(f["proto_num"], f["port"], f["to_int"], f["to_port"]) for f in cfg["forwards"]]
+        for fw in self._forwards:
+            if tuple(fw) not in kept:
+                self.table.remove_redirects(fw.proto, self._wan_addr, fw.port)
+        self.cfg = cfg
+        self._set_forwards(cfg)
+        self._pol = screen.policy(cfg, self._lan_mtu, self._wan_mtu, cfg["allow_source_route"])
+        if dhcp is not None or not cfg["dhcp"]["enabled"]:
+            self.dhcp = dhcp
+            if dhcp is not None and self._dhcp_pkt is None:
+                self._dhcp_pkt = bytearray(28 + _DHCP_MAX)
+
+    def call(self, fn, *args):
+        """Run fn(*args) on the router's own thread, between two batches, and return what
+        it returns (or raise what it raised): the REPL's changes never interleave with
+        the forwarding loop. Waits at most a few seconds; called from the router's
+        thread, or while it does not run, fn runs at once."""
+        import _thread
+        if not self._running or _thread.get_ident() == self._thread:
+            return fn(*args)
+        job = [fn, args, None, None, False]  # fn, args, result, exception, done
+        for _ in range(200):  # one job at a time
+            if self._job is None:
+                break
+            sleep_ms(10)
+        else:
+            raise OSError("the router is busy with another call")
+        self._job = job
+        for _ in range(500):
+            if job[4]:
+                break
+            sleep_ms(10)
+        else:
+            raise OSError("the router did not answer within 5 s")
+        if job[3] is not None:
+            raise job[3]
+        return job[2]
+
+    def _run_job(self):
+        job = self._job
+        try:
+            job[2] = job[0](*job[1])
+        except Exception as e:
+            job[3] = e
+        job[4] = True
+        self._job = None
+
+    def _chores(self):
+        """Once a second: what runs on time, not per packet."""
+        if self.dhcp is not None:
+            self.dhcp.tick()
+
     # ---- slow path (may allocate)
 
     def _lan_for_router(self, verdict):
@@ -211,17 +287,37 @@ class Router:
             c[C_MALFORMED] += 1
 
     def _to_router(self, link):
-        """A packet for one of the router's own addresses: answer pings, drop the rest.
-        TTL does not matter here: the packet has arrived."""
+        """A packet for one of the router's own addresses: answer pings and (on the LAN)
+        DHCP, drop the rest. TTL does not matter here: the packet has arrived."""
         buf = self._buf
         f = self._f
-        if (f[_F_KIND] == _K_QUERY and f[_F_TYPE] == _ECHO_REQUEST and f[_F_CODE] == 0
+        if (self.dhcp is not None and link is self.lan and buf[_IP_PROTO] == _UDP
+                and f[_F_DPORT] == _DHCP_SERVER and not f[_F_FRAG] & 0x3FFF):
+            self._dhcp_request()
+        elif (f[_F_KIND] == _K_QUERY and f[_F_TYPE] == _ECHO_REQUEST and f[_F_CODE] == 0
                 and not f[_F_FRAG] & 0x3FFF and _single_host(buf[_IP_SRC])):
             echo_reply_in_place(buf, f[_F_L4])
             link.send(buf, f[_F_LEN])
             self._c[C_ECHO] += 1
         else:
             self._c[C_TO_ROUTER] += 1
+
+    def _dhcp_request(self):
+        """Hand a DHCP message to the server; send its reply from the LAN address, port
+        67 (RFC 2131 4.1). A reply meant for a MAC the link cannot frame to (a client
+        with no address yet) is broadcast, which clients accept."""
+        buf = self._buf
+        start = self._f[_F_L4] + 8
+        pkt = self._dhcp_pkt
+        n = self.dhcp.handle(memoryview(buf)[start:self._f[_F_LEN]], self._f[_F_LEN] - start,
+                             memoryview(pkt)[28:])
+        if not n:
+            self._c[C_TO_ROUTER] += 1
+            return
+        ip, port, broadcast, mac = self.dhcp.reply_dst
+        dst = 0xFFFFFFFF if broadcast or mac is not None else nat.ip(ip)
+        _udp_header(pkt, self._lan_hi, self._lan_lo, dst >> 16, dst & 0xFFFF, 67, port, n)
+        self.lan.send(pkt, 28 + n)
 
     def _to_wan_address(self):
         """An untranslated WAN packet for the WAN address: a ping of the router, a new
@@ -328,13 +424,21 @@ class Router:
         """One loop iteration without waiting: refresh the table's clock, then drain
         each link up to a batch. Returns the number of packets handled."""
         self.table.tick()
+        if self._job is not None:
+            self._run_job()
+        now = self._ms()
+        if ticks_diff(now, self._chores_ms) >= 1000:
+            self._chores_ms = now
+            self._chores()
         return self.drain_lan(self._batch) + self.drain_wan(self._batch)
 
     def run(self):
         """Forward until stop(). Exceptions (a link failing to send...) are counted and
         the loop goes on: a router must not die of one bad moment."""
+        import _thread
         if self._stopped:
             return
+        self._thread = _thread.get_ident()
         self._running = True
         wait = self._wait
         while self._running:
@@ -346,10 +450,25 @@ class Router:
                 busy = 0
             if not busy and wait is not None:
                 wait(WAIT_MS)
+        if self._job is not None:  # a REPL call that came too late: it must not hang
+            self._run_job()
+        self._exited = True
 
     def stop(self):
         self._stopped = True
         self._running = False
+
+    def join(self, timeout_ms=2000):
+        """Wait until run() has returned (after stop())."""
+        for _ in range(timeout_ms // 10):
+            if self._exited or self._thread is None:
+                return
+            sleep_ms(10)
+        raise OSError("the router's loop did not stop")
+
+    def uptime(self):
+        """Seconds since this router was made (the table's clock: it does not wrap)."""
+        return self.table.now() - self._started_s
 
     def is_running(self):
         return self._running
@@ -380,31 +499,84 @@ class Router:
         return out
 
 
+def _udp_header(pkt, src_hi, src_lo, dst_hi, dst_lo, sport, dport, n):
+    """IPv4 and UDP headers (checksums included) for the n payload bytes at pkt[28:]."""
+    for i in range(28):
+        pkt[i] = 0
+    pkt[0] = 0x45
+    put16(pkt, 2, 28 + n)
+    pkt[8] = 64
+    pkt[9] = _UDP
+    put16(pkt, 12, src_hi)
+    put16(pkt, 14, src_lo)
+    put16(pkt, 16, dst_hi)
+    put16(pkt, 18, dst_lo)
+    put16(pkt, 10, sum16(pkt, 0, 20) ^ 0xFFFF)
+    put16(pkt, 20, sport)
+    put16(pkt, 22, dport)
+    put16(pkt, 24, 8 + n)
+    # RFC 768: the pseudo-header (addresses, protocol, UDP length) counts in the checksum.
+    s = sum16(pkt, 12, 20) + _UDP + 8 + n + sum16(pkt, 20, 28 + n)
+    s = (s & 0xFFFF) + (s >> 16)
+    s = ((s & 0xFFFF) + (s >> 16)) ^ 0xFFFF
+    put16(pkt, 26, s or 0xFFFF)
+
+
 def _single_host(first_byte):
     """False for sources in 0/8, 127/8, multicast and 240/4 (incl. broadcast)."""
     return first_byte != 0 and first_byte != 127 and first_byte < 224
 
 
-running = None
+running = None       # the Router forwarding now (the REPL: import nr; nr.help())
+board = None         # the board module it runs on
+config_path = None   # where its configuration lives
 
 
-def start(board, path=None):
+def start(board_module, path=None):
     """Load the config, open the board's links and run a Router in the background.
     A no-op (returning the running router) if one is running already."""
-    global running
+    global running, board, config_path
     if running is not None and running.is_running():
         print("natrouter: already running")
         return running
-    cfg, problems = config.load(path or board.CONFIG_PATH)
+    board, config_path = board_module, path or board_module.CONFIG_PATH
+    cfg, problems = config.load(config_path)
     for msg in problems:
         print("natrouter: config:", msg)
-    lan, wan = board.open_links(cfg)
-    buffer = getattr(board, "packet_buffer", None)
-    r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None)
-    r._running = True  # before the thread starts, so a second start() sees it
-    running = r
-    board.start(r.run)
-    print("natrouter: LAN %s/%s, WAN %s/%s via %s" % (
+    running = _launch(cfg)
+    print("natrouter: LAN %s/%s, WAN %s/%s via %s; REPL: import nr; nr.help()" % (
         cfg["lan"]["addr"], cfg["lan"]["mask"], cfg["wan"]["addr"], cfg["wan"]["mask"],
         cfg["wan"]["gateway"]))
+    return running
+
+
+def restart(cfg):
+    """Stop forwarding, then forward again with cfg (validated): the links reopen with
+    its addresses and MTU, the flow table starts empty (manage.apply())."""
+    global running
+    if running is not None:
+        running.stop()
+        running.join()
+    running = _launch(cfg)
+    return running
+
+
+def _launch(cfg):
+    lan, wan = board.open_links(cfg)
+    buffer = getattr(board, "packet_buffer", None)
+    r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None,
+               dhcp=make_dhcp(cfg))
+    r._running = True  # before the thread starts, so a second start() sees it
+    board.start(r.run)
     return r
+
+
+def make_dhcp(cfg):
+    """The DHCP server for the LAN, when the configuration enables it and the board
+    leaves DHCP to the router (board.LAN_DHCP); else None."""
+    if not cfg["dhcp"]["enabled"] or not getattr(board, "LAN_DHCP", False):
+        return None
+    import dhcp
+    store = dhcp.LeaseFile(getattr(board, "LEASES_PATH", "dhcp_leases.json"))
+    return dhcp.DhcpServer(cfg["dhcp"], cfg["lan"]["addr"], cfg["lan"]["mask"], dns=cfg["dns"],
+                           store=store)

@@ -20,6 +20,8 @@ from compat import const
 from frames import classify, egress, route, FRAME_IPV4, FRAME_ARP, HOP_MISS, HOP_BROADCAST
 
 CONFIG_PATH = "natrouter.json"
+LEASES_PATH = "dhcp_leases.json"
+LAN_DHCP = True  # no DHCP server on this LAN but the router's (router.make_dhcp)
 
 # Interface names inside the board's namespace; tools/vboard.py uses the defaults.
 LAN_IF = os.getenv("VBOARD_LAN") or "lan"

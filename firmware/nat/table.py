@@ -186,18 +186,24 @@ class Table:
                     release(mem, heads, s)
         return Ports(*freed)
 
-    def remove_redirects(self, proto, dst, dport):
-        """Remove every REDIRECT flow of proto opened to dst:dport (a port forward's
-        flows, when the forward goes). Returns how many."""
+    def remove_redirects(self, proto, dst=None, dport=None, final=None):
+        """Remove the REDIRECT flows of proto (nat.TCP or nat.UDP) opened to dst:dport
+        and/or leading to the host final (None: any): a port forward's flows when the
+        forward goes, an inside host's when its connections go. Returns how many."""
         kind = self._kind(proto)
-        _check_addr("dst", dst)
-        hi, lo = _halves(dst)
+        want = []  # (word offset in the slot, value)
+        for what, a, at in (("dst", dst, KEY_DST_HI), ("final", final, S_KEY1 + KEY_SRC_HI)):
+            if a is not None:
+                _check_addr(what, a)
+                want += [(at, a >> 16), (at + 1, a & 0xFFFF)]
+        if dport is not None:
+            _check_port("dport", dport)
+            want.append((KEY_DPORT, dport))
         mem, heads = self.mems[kind], self.heads[kind]
         gone = 0
         for s in slots_in_use(mem):
             base = HDR + s * SLOT
-            if (mem[base + S_FLAGS] & FL_REDIRECT and mem[base + KEY_DST_HI] == hi
-                    and mem[base + KEY_DST_LO] == lo and mem[base + KEY_DPORT] == dport):
+            if mem[base + S_FLAGS] & FL_REDIRECT and all(mem[base + at] == v for at, v in want):
                 release(mem, heads, s)
                 gone += 1
         return gone

@@ -1,0 +1,243 @@
+# The router's management, plain data in and out: the REPL (nr.py) calls these, and a
+# status page will. Everything that touches the running router's state runs on the
+# router's own thread (Router.call), so the forwarding loop and the REPL never see each
+# other half-way. Slow path: allocates freely.
+#
+# Changes are validated whole before anything changes (config.validate, strict): a bad
+# key, type, address, port or an overlapping forward raises ValueError with one sentence
+# naming it. What can change while forwarding (port forwards, the port range, source
+# routing, DHCP and DNS) takes effect at once; addresses, MTU and table sizes wait for
+# apply(), which restarts forwarding with them (flows are lost). save() keeps the
+# configuration on the board's flash; until then a reboot forgets the changes.
+import config
+import nat
+import router
+
+# The configuration being edited, in the file's form (config.to_file); None: the
+# running router's.
+_edited = None
+_RESTART_KEYS = ("lan", "wan", "mtu", "table")
+
+
+def _router():
+    r = router.running
+    if r is None:
+        raise OSError("the router is not running (router.start(board))")
+    return r
+
+
+def _current():
+    return _edited if _edited is not None else config.to_file(_router().cfg)
+
+
+# ---- looking
+
+def status():
+    """Uptime, addresses, counters, table occupancy, DHCP and links, as one dict."""
+    r = _router()
+    return r.call(_status, r)
+
+
+def _status(r):
+    cfg = r.cfg
+    out = {
+        "running": r.is_running(),
+        "uptime_s": r.uptime(),
+        "lan": {"addr": cfg["lan"]["addr"], "mask": cfg["lan"]["mask"], "mtu": r.lan.mtu},
+        "wan": {"addr": cfg["wan"]["addr"], "mask": cfg["wan"]["mask"],
+                "gateway": cfg["wan"]["gateway"], "mtu": r.wan.mtu},
+        "counters": {},
+        "flows": {},
+        "last_error": r.last_error,
+        "pending": pending(),
+    }
+    counters = r.counters()
+    for name, proto in (("tcp", nat.TCP), ("udp", nat.UDP), ("icmp", nat.ICMP)):
+        out["flows"][name] = (r.table.count(proto), r.table.capacity(proto))
+        del counters["flows_" + name], counters["capacity_" + name]
+    out["counters"] = counters
+    if r.dhcp is not None:
+        out["dhcp"] = dict(r.dhcp.counters(), leases=len(r.dhcp.leases()))
+    links = getattr(router.board, "counters", None)
+    if links is not None:
+        out["links"] = links()
+    return out
+
+
+def flows(proto=None, host=None, limit=20):
+    """Up to `limit` flows, most recently used first: dicts of proto, inside (ip:port of
+    the LAN side), remote (the outside end as the inside host sees it), public (how it
+    leaves the router), final (where it goes), idle_s. proto: "tcp", "udp", "icmp" or
+    None; host: only flows with this address at either end."""
+    names = {"tcp": nat.TCP, "udp": nat.UDP, "icmp": nat.ICMP}
+    if proto is not None and proto not in names:
+        raise ValueError("proto must be \"tcp\", \"udp\" or \"icmp\", not %r" % (proto,))
+    want = nat.ip(host) if host is not None else None
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError("limit must be a positive integer, not %r" % (limit,))
+    r = _router()
+    return r.call(_flows, r, names.get(proto), want, limit)
+
+
+def _flows(r, proto, host, limit):
+    rows = []
+    label = {nat.TCP: "tcp", nat.UDP: "udp", nat.ICMP: "icmp"}
+    for (p, src, sport, dst, dport, xl_host, xl_port, final, final_port,
+         idle) in r.table.flows():
+        if proto is not None and p != proto:
+            continue
+        if host is not None and host not in (src, dst, final):
+            continue
+        rows.append({"proto": label[p], "inside": "%s:%d" % (nat.ip_str(src), sport),
+                     "remote": "%s:%d" % (nat.ip_str(dst), dport),
+                     "public": "%s:%d" % (nat.ip_str(xl_host), xl_port),
+                     "final": "%s:%d" % (nat.ip_str(final), final_port), "idle_s": idle})
+        if len(rows) == limit:
+            break
+    return rows
+
+
+def forwards():
+    """The port forwards in force: [{"proto", "port", "to", "to_port"}]."""
+    return config.to_file(_router().cfg)["forwards"]
+
+
+def configuration():
+    """The configuration being edited (the running one when nothing is pending)."""
+    return _copy(_current())
+
+
+def pending():
+    """The keys changed but waiting for apply(), or []."""
+    if _edited is None:
+        return []
+    running = config.to_file(_router().cfg)
+    return [k for k in _edited if running[k] != _edited[k]]
+
+
+def leases():
+    """The DHCP server's leases (mac, addr, remaining, static, state), or []."""
+    r = _router()
+    return r.call(lambda: r.dhcp.leases() if r.dhcp is not None else [])
+
+
+# ---- changing
+
+def set(key, value):
+    """Set one value: key is dotted ("wan.addr", "ports.first", "dhcp.static", "mtu").
+    Returns {"applied": [keys in force now], "pending": [keys waiting for apply()]}."""
+    return change({key: value})
+
+
+def change(changes):
+    """Several values at once, validated together ({"lan.addr": ..., "dhcp.first": ...}):
+    what must agree (the LAN and its DHCP pool) changes in one step."""
+    if not isinstance(changes, dict) or not changes:
+        raise ValueError("changes must be a dict of \"dotted.key\": value")
+    edited = _copy(_current())
+    for key, value in changes.items():
+        _put(edited, key, value)
+    return _take(edited)
+
+
+def add_forward(proto, port, to, to_port=None):
+    """Forward WAN proto ("tcp"/"udp") port to the LAN host `to` (port to_port, else the
+    same). An overlapping forward is refused."""
+    edited = _copy(_current())
+    fw = {"proto": proto, "port": port, "to": to, "to_port": port if to_port is None else to_port}
+    edited["forwards"].append(fw)
+    return _take(edited)
+
+
+def remove_forward(proto, port):
+    """Stop forwarding WAN proto port; its connections go with it."""
+    edited = _copy(_current())
+    kept = [f for f in edited["forwards"] if (f["proto"], f["port"]) != (proto, port)]
+    if len(kept) == len(edited["forwards"]):
+        raise ValueError("no %s forward of port %r" % (proto, port))
+    edited["forwards"] = kept
+    return _take(edited)
+
+
+def remove_connections(host):
+    """Forget every flow of a LAN host: those it opened and the port-forward flows that
+    lead to it. Returns {"tcp": n, "udp": n, "icmp": n}."""
+    ip = nat.ip(host)
+    r = _router()
+    return r.call(_forget, r, ip)
+
+
+def _forget(r, ip):
+    ports = r.table.remove_connections(ip)
+    return {"tcp": len(ports.tcp) + r.table.remove_redirects(nat.TCP, final=ip),
+            "udp": len(ports.udp) + r.table.remove_redirects(nat.UDP, final=ip),
+            "icmp": len(ports.icmp)}
+
+
+def apply():
+    """Restart forwarding with the edited configuration (addresses, MTU, table sizes):
+    the links reopen, the flow table starts empty."""
+    global _edited
+    if _edited is None:
+        return {"restarted": False, "pending": []}
+    cfg = config.validate(_edited, strict=True)[0]
+    router.restart(cfg)
+    _edited = None
+    return {"restarted": True, "pending": []}
+
+
+def save(path=None):
+    """Write the edited configuration to the board's flash (atomically). Returns the path."""
+    path = path or router.config_path
+    config.save(path, _current())
+    return {"saved": path, "pending": pending()}
+
+
+# ---- helpers
+
+def _take(edited):
+    """Validate the whole edited configuration, then put it in force if nothing in it
+    needs a restart; else it waits for apply()."""
+    global _edited
+    cfg = config.validate(edited, strict=True)[0]
+    r = _router()
+    new, running = config.to_file(cfg), config.to_file(r.cfg)
+    changed = [k for k in new if new[k] != running[k]]
+    if any(k in _RESTART_KEYS for k in changed):
+        _edited = new
+        return {"applied": [], "pending": changed}
+    dhcp = r.dhcp
+    if "dhcp" in changed or "dns" in changed:
+        dhcp = router.make_dhcp(cfg)
+    r.call(r.reconfigure, cfg, dhcp)
+    _edited = None
+    return {"applied": changed, "pending": []}
+
+
+def _put(cfg, key, value):
+    if not isinstance(key, str) or not key:
+        raise ValueError("a key is a dotted string like \"wan.addr\", not %r" % (key,))
+    node = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            try:
+                part = int(part)
+                node[part]
+            except (ValueError, IndexError):
+                raise ValueError("%s: no item %r" % (".".join(parts[:i]), part))
+        elif not isinstance(node, dict) or part not in node:
+            raise ValueError("%s: unknown key" % ".".join(parts[:i + 1]))
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value

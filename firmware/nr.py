@@ -1,0 +1,133 @@
+# natrouter at the REPL:   import nr; nr.help()
+# Thin printing over manage.py (plain data in and out, which a status page calls too):
+# every function here prints and returns nothing, except where a value is the point.
+import manage
+
+HELP = """natrouter at the REPL
+  nr.status()                            uptime, addresses, counters, flows in use
+  nr.flows(proto=None, host=None, limit=20)   e.g. nr.flows("tcp", "192.168.4.2")
+  nr.forwards()                          the port forwards
+  nr.config()                            the configuration (being edited)
+  nr.leases()                            DHCP leases on the LAN
+changes (validated first: a bad value changes nothing and says why)
+  nr.set("ports.first", 20000)           a dotted key and its value
+  nr.change({"lan.addr": "10.0.0.1", "dhcp.first": "10.0.0.100", "dhcp.last": "10.0.0.199"})
+  nr.forward("tcp", 8080, "192.168.4.2", 80)   add a port forward
+  nr.unforward("tcp", 8080)              remove one (its connections go with it)
+  nr.forget("192.168.4.2")               remove a LAN host's connections
+  nr.apply()                             restart forwarding with changed addresses,
+                                         MTU or table sizes (they wait for it)
+  nr.save()                              keep the configuration across reboots
+data for scripts: import manage  (the same, returning dicts and lists)"""
+
+
+def help():
+    print(HELP)
+
+
+def status():
+    s = manage.status()
+    print("natrouter %s, up %s" % ("running" if s["running"] else "STOPPED", _duration(s["uptime_s"])))
+    lan, wan = s["lan"], s["wan"]
+    print("  LAN %s/%s mtu %d   WAN %s/%s via %s mtu %d" % (
+        lan["addr"], lan["mask"], lan["mtu"], wan["addr"], wan["mask"], wan["gateway"],
+        wan["mtu"]))
+    print("  flows " + "  ".join("%s %d/%d" % (p, n, cap) for p, (n, cap) in sorted(s["flows"].items())))
+    c = s["counters"]
+    print("  packets: in %d out %d (received LAN %d WAN %d)" % (
+        c["translated_in"], c["translated_out"], c["rx_lan"], c["rx_wan"]))
+    dropped = ["%s %d" % (k[8:], v) for k, v in sorted(c.items()) if k.startswith("dropped_") and v]
+    print("  dropped: " + (", ".join(dropped) or "none"))
+    other = ["%s %d" % (k, v) for k, v in sorted(c.items())
+             if v and not k.startswith(("dropped_", "translated_", "rx_"))]
+    if other:
+        print("  " + ", ".join(other))
+    if "dhcp" in s:
+        d = s["dhcp"]
+        print("  dhcp: %d leases, %d acks, %d offers" % (d["leases"], d["acks"], d["offers"]))
+    if s["pending"]:
+        print("  changed, waiting for nr.apply(): " + ", ".join(s["pending"]))
+    if s["last_error"]:
+        print("  last error: " + s["last_error"])
+
+
+def flows(proto=None, host=None, limit=20):
+    rows = manage.flows(proto, host, limit)
+    if not rows:
+        print("no flows")
+        return
+    width = max(len(r["inside"]) for r in rows)
+    print("%-4s %-*s  %-21s  %-21s  %s" % ("", width, "inside", "remote", "leaves as", "idle"))
+    for r in rows:
+        print("%-4s %-*s  %-21s  %-21s  %s" % (r["proto"], width, r["inside"], r["remote"],
+                                                r["public"], _duration(r["idle_s"])))
+
+
+def forwards():
+    rows = manage.forwards()
+    if not rows:
+        print("no port forwards")
+    for f in rows:
+        print("%s %d -> %s:%d" % (f["proto"], f["port"], f["to"], f["to_port"]))
+
+
+def config():
+    import json
+    print(json.dumps(manage.configuration()))
+
+
+def leases():
+    rows = manage.leases()
+    if not rows:
+        print("no leases")
+    for r in rows:
+        print("%s %-15s %s%s" % (r["mac"], r["addr"], r["state"],
+                                 "" if r["static"] else " %s left" % _duration(r["remaining"])))
+
+
+def set(key, value):
+    _said(manage.set(key, value))
+
+
+def change(changes):
+    _said(manage.change(changes))
+
+
+def forward(proto, port, to, to_port=None):
+    _said(manage.add_forward(proto, port, to, to_port))
+
+
+def unforward(proto, port):
+    _said(manage.remove_forward(proto, port))
+
+
+def forget(host):
+    gone = manage.remove_connections(host)
+    print("removed %d tcp, %d udp, %d icmp" % (gone["tcp"], gone["udp"], gone["icmp"]))
+
+
+def apply():
+    print("restarted" if manage.apply()["restarted"] else "nothing to apply")
+
+
+def save():
+    r = manage.save()
+    print("saved to %s%s" % (r["saved"], " (not yet in force: nr.apply())" if r["pending"] else ""))
+
+
+def _said(result):
+    if result["pending"]:
+        print("changed %s; nr.apply() puts it in force, nr.save() keeps it"
+              % ", ".join(result["pending"]))
+    else:
+        print("in force: %s; nr.save() keeps it" % (", ".join(result["applied"]) or "no change"))
+
+
+def _duration(s):
+    if s < 120:
+        return "%ds" % s
+    if s < 7200:
+        return "%dm" % (s // 60)
+    if s < 172800:
+        return "%dh" % (s // 3600)
+    return "%dd" % (s // 86400)
