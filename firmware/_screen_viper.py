@@ -29,11 +29,15 @@ _V_PASS = const(0)
 _V_DROP = const(1)
 _V_TO_ROUTER = const(2)
 _V_TOO_BIG = const(3)
+_V_HAIRPIN = const(4)
+_V_FRAGMENT = const(5)
 _F_LEN = const(1)
 _F_KIND = const(5)
 _F_SPORT = const(6)
 _F_DPORT = const(7)
+_F_FRAG = const(10)
 _F_OPT = const(11)
+_FRAG_MF_OFFSET = const(0x3FFF)
 _K_TCP = const(1)
 _K_UDP = const(2)
 _OPT_SOURCE_ROUTE = const(1)
@@ -50,7 +54,6 @@ _C_BAD_SOURCE = const(10)
 _C_MARTIAN = const(11)
 _C_SOURCE_ROUTE = const(12)
 _C_PORT_ZERO = const(13)
-_C_TOO_BIG = const(18)
 
 
 @micropython.viper
@@ -88,13 +91,17 @@ def screen_lan(buf, n: int, f, pol, c) -> int:
     if (kind == _K_TCP or kind == _K_UDP) and (w[_F_SPORT] == 0 or w[_F_DPORT] == 0):
         cc[_C_PORT_ZERO] += 1
         return _V_DROP
-    if (dh == pw[_P_LAN_HI] and dl == pw[_P_LAN_LO]) or (dh == pw[_P_WAN_HI] and dl == pw[_P_WAN_LO]):
+    if dh == pw[_P_LAN_HI] and dl == pw[_P_LAN_LO]:
         return _V_TO_ROUTER
+    if dh == pw[_P_WAN_HI] and dl == pw[_P_WAN_LO]:
+        return _V_HAIRPIN
     if (dh >> 8) >= 224 or ((dh & pw[_P_LMASK_HI]) == pw[_P_LNET_HI]
                             and (dl & pw[_P_LMASK_LO]) == pw[_P_LNET_LO]) \
             or (dh == pw[_P_WBC_HI] and dl == pw[_P_WBC_LO]):
         cc[_C_LAN_LOCAL] += 1
         return _V_DROP
+    if w[_F_FRAG] & _FRAG_MF_OFFSET:
+        return _V_FRAGMENT
     if w[_F_LEN] > pw[_P_WAN_MTU]:
         return _V_TOO_BIG
     return _V_PASS
@@ -130,7 +137,8 @@ def screen_wan(buf, n: int, f, pol, c) -> int:
     if (kind == _K_TCP or kind == _K_UDP) and (w[_F_SPORT] == 0 or w[_F_DPORT] == 0):
         cc[_C_PORT_ZERO] += 1
         return _V_DROP
+    if w[_F_FRAG] & _FRAG_MF_OFFSET:
+        return _V_FRAGMENT
     if w[_F_LEN] > pw[_P_LAN_MTU]:
-        cc[_C_TOO_BIG] += 1
-        return _V_DROP
+        return _V_TOO_BIG
     return _V_PASS

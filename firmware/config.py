@@ -17,6 +17,11 @@
 #
 # Fallbacks: lan and wan fall back to the defaults together (they must agree with each
 # other); a bad forward is left out; any other bad key takes its default.
+#
+# "wan.mode" is "static" (the addresses are the WAN's) or "dhcp" (the board asks for a
+# lease; the addresses only stand in until one comes); a file without it takes the
+# default's. "wifi" holds the Wi-Fi boards' settings (access point, station), unused
+# elsewhere. A board may change the defaults and add its own checks (board_rules()).
 import json
 import os
 
@@ -28,22 +33,51 @@ from validation import Bad, Problems, is_int
 DEFAULT_PATH = "natrouter.json"
 TABLE_MAX = 8192
 _PROTOS = {"tcp": 6, "udp": 17}
+_WAN_MODES = ("static", "dhcp")
 
 
 def defaults():
     """A fresh copy of the default configuration (without the derived *_int keys)."""
-    lan = {"addr": "192.168.4.1", "mask": "255.255.255.0"}
-    return {
-        "lan": lan,
-        "wan": {"addr": "198.51.100.2", "mask": "255.255.255.0", "gateway": "198.51.100.1"},
+    d = {
+        "lan": {"addr": "192.168.4.1", "mask": "255.255.255.0"},
+        "wan": {"addr": "198.51.100.2", "mask": "255.255.255.0", "gateway": "198.51.100.1",
+                "mode": "static"},
         "forwards": [],
         "ports": {"first": 1024, "last": 65535},
         "table": {"tcp": 512, "udp": 256, "icmp": 64},
         "mtu": 1500,
         "allow_source_route": False,  # RFC 7126 4.3, 4.4: source-routed packets dropped
+        # How the NAT behaves (RFC 4787, RFC 5382, RFC 5508): inbound filtering of mapped
+        # ports ("endpoint", "address" or "address_port"-dependent), the share of a full
+        # table one LAN host may keep (percent), idle timeouts in seconds.
+        "nat": {"filtering": "address", "share": 50,
+                "timeouts": {"udp": 300, "tcp_established": 7440, "tcp_transitory": 240,
+                             "icmp": 60}},
         "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
-        "dhcp": dhcp_config.defaults(lan["addr"], lan["mask"]),  # on the LAN (dhcp_config.py)
+        "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
+                 "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
+    for key, value in _board["defaults"].items():
+        if isinstance(value, dict):
+            d[key].update(value)
+        else:
+            d[key] = list(value) if isinstance(value, list) else value
+    lan = d["lan"]
+    d["dhcp"] = dhcp_config.defaults(lan["addr"], lan["mask"])  # on the LAN (dhcp_config.py)
+    return d
+
+
+# A board's own rules (set by boards/<name>/board.py at import, before the configuration
+# is loaded): defaults {section: {key: value}} laid over the ones above (e.g. table sizes
+# that fit its heap), and check(cfg, problems), run last by validate() on the validated
+# cfg: it adds one sentence naming the key per problem (problems.add(wrong, instead)) and
+# leaves in cfg what is used instead, as validate() does.
+_board = {"defaults": {}, "check": None}
+
+
+def board_rules(defaults=None, check=None):
+    _board["defaults"] = defaults or {}
+    _board["check"] = check
 
 
 def load(path=DEFAULT_PATH):
@@ -164,7 +198,10 @@ def to_file(cfg):
     for key, value in defaults().items():
         v = cfg.get(key, value)
         if isinstance(value, dict):
-            v = {k: v[k] for k in value}
+            sec = v
+            v = {k: sec[k] for k in value}
+            if key in ("lan", "wan") and sec.get("mtu", cfg["mtu"]) != cfg["mtu"]:
+                v["mtu"] = sec["mtu"]  # the link's own MTU
         elif key == "dns":
             v = list(v)
         elif key == "forwards":
@@ -192,21 +229,27 @@ def validate(raw, strict=False):
     cfg["ports"] = _ports(raw.get("ports", d["ports"]), d["ports"], problems)
     cfg["table"] = _table(raw.get("table", d["table"]), d["table"], problems)
     cfg["mtu"] = _mtu(raw.get("mtu", d["mtu"]), d["mtu"], problems)
+    for name in ("lan", "wan"):
+        cfg[name].setdefault("mtu", cfg["mtu"])
     cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
+    cfg["nat"] = _nat(raw.get("nat", d["nat"]), d["nat"], problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
     cfg["dns"] = dhcp_config.dns_servers(raw.get("dns", d["dns"]), d["dns"], problems)
     # The pool lies on the LAN: its defaults follow the LAN's address.
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],
                                        problems)[0]
+    cfg["wifi"] = _wifi(raw.get("wifi", d["wifi"]), d["wifi"], problems)
+    if _board["check"] is not None:
+        _board["check"](cfg, problems)
     return cfg, problems
 
 
-def _section(raw, name, keys):
+def _section(raw, name, keys, optional=()):
     sec = raw.get(name)
     if not isinstance(sec, dict):
         raise Bad("%s: must be an object with %s" % (name, ", ".join(keys)))
     for k in sec:
-        if k not in keys:
+        if k not in keys and k not in optional:
             raise Bad("%s.%s: unknown key" % (name, k))
     for k in keys:
         if k not in sec:
@@ -244,9 +287,15 @@ def _host(sec, name, key, a, m):
 
 def _net(cfg, raw, d, problems):
     try:
-        lan = _section(raw, "lan", ("addr", "mask")) if "lan" in raw else d["lan"]
-        wan = (_section(raw, "wan", ("addr", "mask", "gateway")) if "wan" in raw
+        lan = _section(raw, "lan", ("addr", "mask"), ("mtu",)) if "lan" in raw else d["lan"]
+        wan = (_section(raw, "wan", ("addr", "mask", "gateway"), ("mode", "mtu")) if "wan" in raw
                else d["wan"])
+        for name, sec in (("lan", lan), ("wan", wan)):
+            if "mtu" in sec and not (is_int(sec["mtu"]) and _MTU[0] <= sec["mtu"] <= _MTU[1]):
+                raise Bad("%s.mtu: %r must be an integer %d..%d" % ((name, sec["mtu"]) + _MTU))
+        mode = wan.get("mode", d["wan"]["mode"])
+        if mode not in _WAN_MODES:
+            raise Bad("wan.mode: %r must be \"static\" or \"dhcp\"" % (mode,))
         la, lm = _addr(lan, "lan", "addr"), _mask(lan, "lan")
         _host(lan, "lan", "addr", la, lm)
         wa, wm, gw = _addr(wan, "wan", "addr"), _mask(wan, "wan"), _addr(wan, "wan", "gateway")
@@ -264,11 +313,15 @@ def _net(cfg, raw, d, problems):
     except Bad as e:
         problems.add(str(e), "using the default lan and wan")
         lan, wan = d["lan"], d["wan"]
+        mode = wan["mode"]
         la, lm, wa, wm, gw = (nat.ip(lan["addr"]), nat.ip(lan["mask"]), nat.ip(wan["addr"]),
                               nat.ip(wan["mask"]), nat.ip(wan["gateway"]))
     cfg["lan"] = {"addr": lan["addr"], "mask": lan["mask"], "addr_int": la, "mask_int": lm}
     cfg["wan"] = {"addr": wan["addr"], "mask": wan["mask"], "gateway": wan["gateway"],
-                  "addr_int": wa, "mask_int": wm, "gateway_int": gw}
+                  "mode": mode, "addr_int": wa, "mask_int": wm, "gateway_int": gw}
+    for name, sec in (("lan", lan), ("wan", wan)):  # a link's own MTU, else "mtu" (below)
+        if "mtu" in sec:
+            cfg[name]["mtu"] = sec["mtu"]
 
 
 def _ports(sec, default, problems):
@@ -307,11 +360,58 @@ def _table(sec, default, problems):
     return out
 
 
+_MTU = (576, 9000)  # RFC 791: every host takes 576; jumbo frames at most
+
+
 def _mtu(v, default, problems):
-    if is_int(v) and 576 <= v <= 9000:
+    if is_int(v) and _MTU[0] <= v <= _MTU[1]:
         return v
-    problems.add("mtu: %r must be an integer 576..9000" % (v,), "using %d" % default)
+    problems.add("mtu: %r must be an integer %d..%d" % ((v,) + _MTU), "using %d" % default)
     return default
+
+
+_FILTERING = ("endpoint", "address", "address_port")
+# RFC 4787 REQ-5 (UDP >= 2 min), RFC 5382 REQ-5 (TCP established >= 2 h 4 min,
+# transitory >= 4 min), RFC 5508 REQ-2 (ICMP >= 60 s); the 16-bit flow clock caps them.
+_TIMEOUT_RANGE = {"udp": (120, 20000), "tcp_established": (7440, 20000),
+                  "tcp_transitory": (240, 20000), "icmp": (60, 20000)}
+
+
+def _nat(sec, d, problems):
+    out = {"filtering": d["filtering"], "share": d["share"], "timeouts": dict(d["timeouts"])}
+    if not isinstance(sec, dict):
+        problems.add("nat: must be an object with filtering, share, timeouts", "using defaults")
+        return out
+    for k in sec:
+        if k not in out:
+            problems.add("nat.%s: unknown key" % k, "ignored")
+    v = sec.get("filtering", d["filtering"])
+    if v in _FILTERING:
+        out["filtering"] = v
+    else:
+        problems.add("nat.filtering: %r must be one of %s" % (v, ", ".join(_FILTERING)),
+                     "using %s" % d["filtering"])
+    v = sec.get("share", d["share"])
+    if is_int(v) and 1 <= v <= 100:
+        out["share"] = v
+    else:
+        problems.add("nat.share: %r must be a percentage 1..100" % (v,), "using %d" % d["share"])
+    t = sec.get("timeouts", d["timeouts"])
+    if not isinstance(t, dict):
+        problems.add("nat.timeouts: must be an object with %s" % ", ".join(_TIMEOUT_RANGE),
+                     "using defaults")
+        return out
+    for k in t:
+        if k not in _TIMEOUT_RANGE:
+            problems.add("nat.timeouts.%s: unknown key" % k, "ignored")
+    for k, (lo, hi) in _TIMEOUT_RANGE.items():
+        v = t.get(k, d["timeouts"][k])
+        if is_int(v) and lo <= v <= hi:
+            out["timeouts"][k] = v
+        else:
+            problems.add("nat.timeouts.%s: %r must be %d..%d seconds (the RFCs' minimum "
+                         "first)" % (k, v, lo, hi), "using %d" % d["timeouts"][k])
+    return out
 
 
 def _flag(raw, key, d, problems):
@@ -320,6 +420,41 @@ def _flag(raw, key, d, problems):
         return v
     problems.add("%s: %r must be true or false" % (key, v), "using %s" % json.dumps(d[key]))
     return d[key]
+
+
+def _wifi(sec, default, problems):
+    out = dict(default)
+    if not isinstance(sec, dict):
+        problems.add("wifi: must be an object with %s" % ", ".join(default), "using defaults")
+        return out
+    for k in sec:
+        if k not in default:
+            problems.add("wifi.%s: unknown key" % k, "ignored")
+    for k in default:
+        if k not in sec:
+            continue
+        v = sec[k]
+        if k.endswith("_ssid"):
+            n = len(v.encode()) if isinstance(v, str) else -1
+            ok = (1 if k == "ap_ssid" else 0) <= n <= 32
+            wrong = "%r must be a name of %s32 bytes" % (v, "1.." if k == "ap_ssid" else "up to ")
+        elif k.endswith("_key"):  # never echoed: it is a password
+            ok = isinstance(v, str) and (v == "" or 8 <= len(v) <= 63 and all(
+                " " <= c <= "~" for c in v) or len(v) == 64 and all(
+                c in "0123456789abcdefABCDEF" for c in v))
+            wrong = ("must be empty (an open network), a passphrase of 8..63 printable ASCII "
+                     "characters or 64 hex digits")
+        else:
+            hi = 13 if k == "ap_channel" else 10
+            ok = is_int(v) and 1 <= v <= hi
+            wrong = "%r must be an integer 1..%d" % (v, hi)
+        if ok:
+            out[k] = v
+        else:
+            problems.add("wifi.%s: %s" % (k, wrong),
+                         "using the default" if k.endswith("_key") else "using %s" % json.dumps(
+                             default[k]))
+    return out
 
 
 def _forwards(raw, lan, problems):

@@ -30,6 +30,10 @@ NAMES = (
     "ttl_exceeded_silent",      # ... not sent: about an ICMP error, a fragment, broadcast
     "frag_needed_sent",         # ICMP Fragmentation Needed sent (DF set, too big)
     "errors",                   # exceptions caught by run() (last_error has the latest)
+    "hairpinned",               # LAN -> WAN address -> LAN, sent (RFC 4787 REQ-9)
+    "filtered_in",              # new inbound flows to a mapping the filtering admits
+    "dropped_filtered",         # inbound to a mapping the filtering refuses (RFC 4787 REQ-8)
+    "dropped_table_full",       # no room for a new flow under the fairness rules (nat/room.py)
 )
 
 C_RX_LAN = const(0)
@@ -56,3 +60,7 @@ C_TTL_LIMITED = const(20)
 C_TTL_SILENT = const(21)
 C_FRAG_NEEDED = const(22)
 C_ERRORS = const(23)
+C_HAIRPIN = const(24)
+C_FILTER_IN = const(25)
+C_FILTERED = const(26)
+C_FULL = const(27)

@@ -1,13 +1,17 @@
-# Chooses the translated source port (or ICMP id) of a new outbound flow. Slow path:
-# runs once per new flow, so it may allocate.
+# Chooses the outside port (or ICMP id) of a new flow. Slow path: runs once per new
+# flow, so it may allocate.
 #
-# - Keep the client's own port when its reply key is free (what most NATs do; it keeps
-#   port-sensitive protocols working and is cheap).
-# - Otherwise a random free port (RFC 6056 / RFC 6888 REQ-15: hard to guess) from the
-#   range the client's port belongs to (RFC 4787 REQ-3a): ports below 1024 stay in
-#   1-1023, the others in the configured range; ICMP ids use 0-65535.
-# - Never a port that has a port forward of the same protocol, so an outbound flow can
-#   not shadow a forward for the server it talks to.
+# - Endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382 REQ-1, RFC 5508 REQ-1): an
+#   inside ip:port that already has flows keeps their outside port, whatever the new
+#   destination.
+# - Else keep the client's own port when nobody else leaves from it (port preservation:
+#   it keeps port-sensitive protocols working).
+# - Else a random free port (RFC 6056 / RFC 6888 REQ-15: hard to guess) from the range the
+#   client's port belongs to (RFC 4787 REQ-3a): ports below 1024 stay in 1-1023, the others
+#   in the configured range; ICMP ids use the configured range too.
+# - Never a port another inside endpoint leaves from (REQ-3: no port overloading), nor one
+#   with a port forward of the same protocol, and where possible none freed in the last
+#   two minutes (RFC 6888 REQ-8).
 from compat import urandom
 
 ICMP = 1
@@ -29,14 +33,18 @@ class PortGen:
         # The table calls this repeatedly for one flow; keep one bound method.
         self.next = self._next
 
-    def prepare(self, proto, remote, remote_port, wan, preferred):
-        """Set up for one flow from `preferred` (the client's port or id) to
-        remote:remote_port, translated to the address `wan` (ints)."""
-        self._key = (proto, remote, wan, remote_port)
+    def prepare(self, proto, remote, remote_port, wan, preferred, inside=None):
+        """Set up for one flow from inside:preferred (the client's port or id) to
+        remote:remote_port, translated to the address `wan` (ints). With `inside` given,
+        the endpoint's existing mapping comes first."""
+        self._key = (proto, remote, wan, remote_port, inside, preferred)
+        self._mapped = None
+        if inside is not None:
+            mapped = self._table.mapping(proto, inside, preferred)
+            if mapped is not None and mapped[0] == wan:
+                self._mapped = mapped[1]
         self._preferred = preferred
-        if proto == ICMP:
-            self._lo, self._hi = 0, 65535
-        elif preferred < 1024:
+        if proto != ICMP and preferred < 1024:
             self._lo, self._hi = 1, 1023
         else:
             self._lo, self._hi = self._first, self._last
@@ -48,16 +56,18 @@ class PortGen:
         """The next candidate for Table.add's port_gen: a free port, or None when the
         range holds none (the table then answers OVERLAP)."""
         self._calls += 1
+        if self._calls == 1 and self._mapped is not None:
+            return self._mapped  # the endpoint's mapping, whatever else holds
         lo, hi = self._lo, self._hi
-        if self._calls == 1:
+        if self._calls <= 2:
             p = self._preferred
-            if lo <= p <= hi and self._free(p):
+            if lo <= p <= hi and self._free(p, fresh=True):
                 return p
         span = hi - lo + 1
         if self._scan < 0:
             for _ in range(_RANDOM_TRIES):
                 p = lo + self._random16() % span
-                if self._free(p):
+                if self._free(p, fresh=True):
                     return p
             self._scan = self._random16() % span  # crowded range: walk it once from here
             self._left = span
@@ -65,21 +75,31 @@ class PortGen:
             self._left -= 1
             p = lo + self._scan
             self._scan = self._scan + 1 if self._scan + 1 < span else 0
-            if self._free(p):
+            if self._free(p, fresh=False):
                 return p
         return None
 
-    def _free(self, port):
-        proto, remote, wan, remote_port = self._key
+    def _free(self, port, fresh):
+        """Whether `port` may be handed out; fresh: also not freed in the last two
+        minutes (the last walk through a crowded range takes those too)."""
+        proto, remote, wan, remote_port, inside, preferred = self._key
+        t = self._table
         if proto != ICMP:
             for rp, rport in self._reserved:
                 if rp == proto and rport == port:
                     return False
+            if port == 0:
+                return False
+        owner = t.owner(proto, wan, port)
+        if owner is not None and owner != (inside, preferred):
+            return False  # another inside endpoint leaves from it (RFC 4787 REQ-3)
+        if fresh and owner is None and t.recently_freed(proto, port):
+            return False
         # The flow's reply key is (remote -> wan, remote_port -> port); for ICMP the id
         # is the key's port and the other port is ignored.
         if proto == ICMP:
-            return self._table.is_port_free(ICMP, remote, wan, port, 0)
-        return self._table.is_port_free(proto, remote, wan, remote_port, port)
+            return t.is_port_free(ICMP, remote, wan, port, 0)
+        return t.is_port_free(proto, remote, wan, remote_port, port)
 
     def _random16(self):
         if self._pos >= len(self._bits):

@@ -19,11 +19,12 @@ import config
 import nat
 from nat import core
 from nat.checksum import put16, sum16
-from compat import const, sleep_ms, ticks_diff, ticks_ms
+from compat import const, sleep_ms, ticks_ms
 from counters import (NAMES as COUNTERS, C_RX_LAN, C_RX_WAN, C_FLOWS_ADDED,
                       C_FORWARDS_HIT, C_ECHO, C_MALFORMED, C_TO_ROUTER, C_ICMP_ERROR,
                       C_UNSOLICITED, C_CANNOT_NAT, C_OVERLAP, C_TOO_BIG, C_TTL_SENT,
-                      C_TTL_LIMITED, C_TTL_SILENT, C_FRAG_NEEDED, C_ERRORS)
+                      C_TTL_LIMITED, C_TTL_SILENT, C_FRAG_NEEDED, C_ERRORS, C_HAIRPIN,
+                      C_FILTER_IN, C_FILTERED, C_FULL)
 from icmp import ErrorBuilder, echo_reply_in_place, TIME_EXCEEDED, UNREACHABLE, FRAG_NEEDED
 from portgen import PortGen
 import screen
@@ -32,15 +33,21 @@ BATCH = 32          # packets drained from each link per loop iteration
 WAIT_MS = 100       # longest wait for traffic; bounds how late tick() and stop() act
 ICMP_RATE = 10      # router-originated ICMP errors per second ...
 ICMP_BURST = 20     # ... and burst (RFC 1812 4.3.2.8)
+EXPIRE_SCAN = 64    # flow slots of each protocol checked for expiry each second
 
 # Copies for the drain loops (MicroPython inlines only a module's own consts).
 _OK = const(0)
 _UNTRANSLATED = const(1)
 _TTL_EXCEEDED = const(2)
 _OVERLAP = const(3)
+_CANNOT_NAT = const(4)
+_FULL = const(6)
 _V_PASS = const(0)
 _V_DROP = const(1)
 _V_TO_ROUTER = const(2)
+_V_TOO_BIG = const(3)
+_V_HAIRPIN = const(4)
+_V_FRAGMENT = const(5)
 _F_LEN = const(1)
 _F_L4 = const(2)
 _F_KIND = const(5)
@@ -85,8 +92,6 @@ class Router:
         self.wan = wan
         self._wait = wait
         self._batch = batch
-        self._ms = ms
-        self._chores_ms = ms()
         self.dhcp = dhcp  # a dhcp.DhcpServer for requests the LAN link delivers, or None
         self._dhcp_pkt = bytearray(28 + _DHCP_MAX) if dhcp is not None else None
         self._job = None  # call(): a function the REPL wants run on this thread
@@ -95,7 +100,9 @@ class Router:
         self._wan_recv, self._wan_send = wan.recv_into, wan.send
         t = cfg["table"]
         self.table = table = nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"],
-                                       clock=clock)
+                                       clock=clock, timeouts=cfg["nat"]["timeouts"],
+                                       share=cfg["nat"]["share"])
+        self._filtering = cfg["nat"]["filtering"]
         self._started_s = table.now()
         size = max(lan.mtu, wan.mtu)
         if buf is None:
@@ -172,13 +179,16 @@ class Router:
             n = recv(buf)
             if n <= 0:
                 return i
-            if screen_wan(buf, n, f, pol, c) == _V_PASS:
+            v = screen_wan(buf, n, f, pol, c)
+            if v == _V_PASS:
                 st = translate(buf, f, mems, heads)
                 if st == _OK:
                     send(buf, f[_F_LEN])
                     c[_C_IN] += 1
                 else:
                     self._wan_untranslated(st)
+            elif v != _V_DROP:
+                self._wan_special(v)
         return limit
 
     # ---- configuration that changes while forwarding (reconfigure())
@@ -192,9 +202,10 @@ class Router:
 
     def reconfigure(self, cfg, dhcp=None):
         """Take the parts of a validated cfg that apply while forwarding: port forwards
-        (a removed one takes its flows with it), the port range, source routing, the
-        DHCP server (rebuilt by the caller). Addresses, MTU and table sizes need a new
-        Router (manage.apply()). Run it on the router's thread: call(r.reconfigure, cfg)."""
+        (a removed one takes its flows with it), the port range, source routing, the NAT's
+        filtering, share and timeouts, the DHCP server (rebuilt by the caller). Addresses,
+        MTU and table sizes need a new Router (manage.apply()). Run it on the router's
+        thread: call(r.reconfigure, cfg)."""
         kept = [(f["proto_num"], f["port"], f["to_int"], f["to_port"]) for f in cfg["forwards"]]
         for fw in self._forwards:
             if tuple(fw) not in kept:
@@ -202,6 +213,9 @@ class Router:
         self.cfg = cfg
         self._set_forwards(cfg)
         self._pol = screen.policy(cfg, self._lan_mtu, self._wan_mtu, cfg["allow_source_route"])
+        self.table.set_timeouts(**cfg["nat"]["timeouts"])
+        self.table.set_share(cfg["nat"]["share"])
+        self._filtering = cfg["nat"]["filtering"]
         if dhcp is not None or not cfg["dhcp"]["enabled"]:
             self.dhcp = dhcp
             if dhcp is not None and self._dhcp_pkt is None:
@@ -244,6 +258,7 @@ class Router:
 
     def _chores(self):
         """Once a second: what runs on time, not per packet."""
+        self.table.expire(EXPIRE_SCAN)
         if self.dhcp is not None:
             self.dhcp.tick()
 
@@ -252,8 +267,18 @@ class Router:
     def _lan_for_router(self, verdict):
         if verdict == _V_TO_ROUTER:
             self._to_router(self.lan)
+        elif verdict == _V_HAIRPIN:
+            self._hairpin()
+        elif verdict == _V_FRAGMENT:
+            self._fragment(self.lan, self.wan)
         else:  # V_TOO_BIG
             self._too_big()
+
+    def _wan_special(self, verdict):
+        if verdict == _V_FRAGMENT:
+            self._fragment(self.wan, self.lan)
+        else:  # V_TOO_BIG
+            self._too_big_in()
 
     def _lan_untranslated(self, status):
         c = self._c
@@ -323,17 +348,72 @@ class Router:
         """An untranslated WAN packet for the WAN address: a ping of the router, a new
         connection to a port forward, or unsolicited (dropped without any answer,
         RFC 5382 REQ-4: no RST, no ICMP)."""
+        p = self._pkt
         proto = self._buf[_IP_PROTO]
         if proto == _TCP or proto == _UDP:
-            dport = self._pkt.dport  # None for a non-first fragment
+            dport = p.dport
             for fw in self._forwards:
                 if fw.proto == proto and fw.port == dport:
-                    self._forward_in(fw)
+                    self._redirect_in((fw.to, fw.to_port), C_FORWARDS_HIT)
                     return
+            # A new remote at a mapped port: the filtering decides (RFC 4787 REQ-8,
+            # RFC 5382 REQ-3); refused or not mapped, no answer (RFC 5382 REQ-4).
+            if self.table.owned(proto, self._wan_hi, self._wan_lo, dport):
+                owner = self.table.owner(proto, self._wan_addr, dport)
+                if self._filtering == "endpoint" or (
+                        self._filtering == "address"
+                        and self.table.sent_to(proto, self._wan_addr, dport, p.src)):
+                    self._redirect_in(owner, C_FILTER_IN)
+                else:
+                    self._c[C_FILTERED] += 1
+                return
         elif proto == _ICMP:
             self._to_router(self.wan)
             return
         self._c[C_UNSOLICITED] += 1
+
+    def _hairpin(self):
+        """A LAN packet to the WAN address (RFC 4787 REQ-9, RFC 5382 REQ-8, RFC 5508
+        REQ-7): a hairpinned flow's, a new one to a LAN host's mapping or port forward
+        (the receiver sees the sender's outside address and port), or the router's own
+        (a ping of its WAN address). Hairpinned packets are not filtered: they come from
+        the LAN."""
+        p = self._pkt
+        c = self._c
+        st = self.table.translate(p)
+        if st == _OK:
+            self.lan.send(self._buf, self._f[_F_LEN])
+            c[C_HAIRPIN] += 1
+            return
+        if st == _TTL_EXCEEDED:
+            self._time_exceeded(self.lan, self._lan_hi, self._lan_lo)
+            return
+        if st != _UNTRANSLATED:
+            c[C_MALFORMED] += 1
+            return
+        if self._f[_F_KIND] == _K_ERROR:
+            c[C_ICMP_ERROR] += 1
+            return
+        proto = self._buf[_IP_PROTO]
+        if proto == _TCP or proto == _UDP:
+            target = None
+            for fw in self._forwards:
+                if fw.proto == proto and fw.port == p.dport:
+                    target = (fw.to, fw.to_port)
+            if target is None:
+                target = self.table.owner(proto, self._wan_addr, p.dport)
+            if target is not None:
+                if self._buf[_IP_TTL] <= 1:
+                    self._time_exceeded(self.lan, self._lan_hi, self._lan_lo)
+                    return
+                gen = self._portgen.prepare(proto=proto, remote=target[0],
+                                            remote_port=target[1], wan=self._wan_addr,
+                                            preferred=p.sport, inside=p.src)
+                st = self.table.add(p, self._wan_addr, gen, nat.REDIRECT, target)
+                if self._added(st):
+                    self._send_new(self.lan, C_HAIRPIN)
+                return
+        self._to_router(self.lan)
 
     def _time_exceeded(self, link, hi, lo):
         """ICMP Time Exceeded (type 11 code 0) from the receiving link's address back to
@@ -367,31 +447,31 @@ class Router:
             c[C_CANNOT_NAT] += 1
             return
         gen = self._portgen.prepare(proto=p.proto, remote=p.dst, remote_port=p.dport,
-                                    wan=self._wan_addr, preferred=sport)
-        st = self.table.add(p, self._wan_addr, gen)
-        if st != _OK:
-            c[C_OVERLAP if st == _OVERLAP else C_CANNOT_NAT] += 1
-            return
-        c[C_FLOWS_ADDED] += 1
-        self._send_new(self.wan, _C_OUT)
+                                    wan=self._wan_addr, preferred=sport, inside=p.src)
+        if self._added(self.table.add(p, self._wan_addr, gen)):
+            self._send_new(self.wan, _C_OUT)
 
-    def _forward_in(self, fw):
-        """A new connection to a port forward: a REDIRECT flow to the LAN server. The
-        server sees the real client (xl_host is the client's own address and port) and
-        replies through the router."""
-        p = self._pkt
+    def _added(self, status):
+        """Count a new flow, or why there is none; True when it was added."""
         c = self._c
+        if status == _OK:
+            c[C_FLOWS_ADDED] += 1
+            return True
+        c[C_OVERLAP if status == _OVERLAP else C_FULL if status == _FULL else C_CANNOT_NAT] += 1
+        return False
+
+    def _redirect_in(self, target, counter):
+        """A new inbound connection to a port forward or a mapping the filtering admits:
+        a REDIRECT flow to the LAN host target (ip, port). It sees the real client
+        (xl_host is the client's own address and port) and replies through the router."""
+        p = self._pkt
         if self._buf[_IP_TTL] <= 1:
             self._time_exceeded(self.wan, self._wan_hi, self._wan_lo)
             return
         self._client_port = p.sport
-        st = self.table.add(p, p.src, self._client_port_gen, nat.REDIRECT, (fw.to, fw.to_port))
-        if st != _OK:
-            c[C_OVERLAP if st == _OVERLAP else C_CANNOT_NAT] += 1
-            return
-        c[C_FLOWS_ADDED] += 1
-        c[C_FORWARDS_HIT] += 1
-        self._send_new(self.lan, _C_IN)
+        if self._added(self.table.add(p, p.src, self._client_port_gen, nat.REDIRECT, target)):
+            self._c[counter] += 1
+            self._send_new(self.lan, _C_IN)
 
     def _send_new(self, link, counter):
         """Translate and send the packet whose flow was just added."""
@@ -408,6 +488,34 @@ class Router:
         self._client_port = None
         return port
 
+    def _too_big_in(self):
+        """A WAN packet longer than the LAN's MTU. Only a packet of a flow gets an answer
+        (an unsolicited one must not: RFC 5382 REQ-4): with DF set, Fragmentation
+        Needed from the WAN address (RFC 1191, RFC 4787 REQ-13), quoting the packet as it
+        came; without, it is fragmented onto the LAN."""
+        f = self._f
+        df = f[_F_FRAG] & _FRAG_DF
+        n = 0
+        if df and self._may_send_error():  # the quote, before translation rewrites it
+            n = self._errors.build(self._buf, self._wan_hi, self._wan_lo, UNREACHABLE,
+                                   FRAG_NEEDED, self._lan_mtu)
+        self._c[C_TOO_BIG] += 1
+        if self.table.translate(self._pkt) != _OK:
+            return
+        if not df:
+            self._fragment_out(self.lan, self._lan_mtu)
+        elif n and self._errors.allow():
+            self.wan.send(self._errors.buf, n)
+            self._c[C_FRAG_NEEDED] += 1
+
+    def _fragment(self, came, goes):
+        """A fragment: the fragment tracker translates it (fragments.py)."""
+        self._c[C_CANNOT_NAT] += 1
+
+    def _fragment_out(self, link, mtu):
+        """Send the translated packet in the buffer as fragments of at most mtu bytes."""
+        self._c[C_TOO_BIG] += 0
+
     def _too_big(self):
         """A LAN packet longer than the WAN's MTU. With DF set, tell the sender the MTU
         (RFC 1191, RFC 4787 REQ-13); fragmenting DF=0 packets is not implemented."""
@@ -423,13 +531,10 @@ class Router:
     def poll(self):
         """One loop iteration without waiting: refresh the table's clock, then drain
         each link up to a batch. Returns the number of packets handled."""
-        self.table.tick()
+        if self.table.tick():
+            self._chores()
         if self._job is not None:
             self._run_job()
-        now = self._ms()
-        if ticks_diff(now, self._chores_ms) >= 1000:
-            self._chores_ms = now
-            self._chores()
         return self.drain_lan(self._batch) + self.drain_wan(self._batch)
 
     def run(self):

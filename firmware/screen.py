@@ -6,7 +6,9 @@
 #   v = screen_lan(buf, n, fields, pol, c)    # per packet; c: the router's counters
 #
 # Verdicts: V_PASS (translate it), V_DROP (dropped and counted), V_TO_ROUTER (for the
-# router itself: its addresses, DHCP), V_TOO_BIG (longer than the WAN link's MTU).
+# router itself: its LAN address, DHCP), V_TOO_BIG (longer than the other link's MTU),
+# V_HAIRPIN (a LAN packet to the WAN address: hairpinning, or a ping of the router),
+# V_FRAGMENT (a fragment: the router's fragment tracker takes it).
 # screen_lan_py/screen_wan_py are the pure-Python twins of _screen_viper.py, which the
 # tests compare; screen_lan/screen_wan are what this runtime uses (the viper pair
 # wherever nat.core runs viper). Addresses stay 16-bit halves: a whole IPv4 address is a heap
@@ -43,12 +45,16 @@ V_PASS = const(0)
 V_DROP = const(1)
 V_TO_ROUTER = const(2)
 V_TOO_BIG = const(3)
+V_HAIRPIN = const(4)
+V_FRAGMENT = const(5)
 
 _F_LEN = const(1)
 _F_KIND = const(5)
 _F_SPORT = const(6)
 _F_DPORT = const(7)
+_F_FRAG = const(10)
 _F_OPT = const(11)
+_FRAG_MF_OFFSET = const(0x3FFF)
 _K_TCP = const(1)
 _K_UDP = const(2)
 _OPT_SOURCE_ROUTE = const(1)
@@ -65,7 +71,6 @@ _C_BAD_SOURCE = const(10)
 _C_MARTIAN = const(11)
 _C_SOURCE_ROUTE = const(12)
 _C_PORT_ZERO = const(13)
-_C_TOO_BIG = const(18)
 
 
 def policy(cfg, lan_mtu, wan_mtu, source_route=False):
@@ -129,8 +134,10 @@ def screen_lan_py(buf, n, f, pol, c):
     if refused:
         c[refused] += 1
         return V_DROP
-    if (dh == pol[P_LAN_HI] and dl == pol[P_LAN_LO]) or (dh == pol[P_WAN_HI] and dl == pol[P_WAN_LO]):
+    if dh == pol[P_LAN_HI] and dl == pol[P_LAN_LO]:
         return V_TO_ROUTER
+    if dh == pol[P_WAN_HI] and dl == pol[P_WAN_LO]:
+        return V_HAIRPIN
     if (dh >> 8 >= 224 or ((dh & pol[P_LMASK_HI]) == pol[P_LNET_HI]
                            and (dl & pol[P_LMASK_LO]) == pol[P_LNET_LO])
             or (dh == pol[P_WBC_HI] and dl == pol[P_WBC_LO])):
@@ -138,6 +145,8 @@ def screen_lan_py(buf, n, f, pol, c):
         # WAN subnet (RFC 1812 5.3.5.2: not forwarded by default).
         c[_C_LAN_LOCAL] += 1
         return V_DROP
+    if f[_F_FRAG] & _FRAG_MF_OFFSET:
+        return V_FRAGMENT
     if f[_F_LEN] > pol[P_WAN_MTU]:
         return V_TOO_BIG
     return V_PASS
@@ -159,9 +168,10 @@ def screen_wan_py(buf, n, f, pol, c):
     if refused:
         c[refused] += 1
         return V_DROP
+    if f[_F_FRAG] & _FRAG_MF_OFFSET:
+        return V_FRAGMENT
     if f[_F_LEN] > pol[P_LAN_MTU]:
-        c[_C_TOO_BIG] += 1  # silently: an unsolicited packet must not get an answer
-        return V_DROP
+        return V_TOO_BIG
     return V_PASS
 
 

@@ -12,16 +12,21 @@ from runtimes import run_unix
 
 GOOD = {
     "lan": {"addr": "10.1.0.1", "mask": "255.255.0.0"},
-    "wan": {"addr": "100.64.7.20", "mask": "255.255.255.248", "gateway": "100.64.7.17"},
+    "wan": {"addr": "100.64.7.20", "mask": "255.255.255.248", "gateway": "100.64.7.17",
+            "mode": "static"},
     "forwards": [{"proto": "tcp", "port": 8080, "to": "10.1.0.2", "to_port": 80},
                  {"proto": "udp", "port": 8080, "to": "10.1.2.3", "to_port": 53}],
     "ports": {"first": 20000, "last": 30000},
     "table": {"tcp": 1024, "udp": 100, "icmp": 8},
     "mtu": 1400,
     "allow_source_route": False,
+    "nat": {"filtering": "endpoint", "share": 30,
+            "timeouts": {"udp": 600, "tcp_established": 8000, "tcp_transitory": 300, "icmp": 90}},
     "dns": ["192.0.2.53", "9.9.9.9"],
     "dhcp": {"enabled": True, "first": "10.1.0.50", "last": "10.1.0.60", "lease_s": 7200,
              "capacity": 16, "static": [{"mac": "02:00:00:00:00:07", "addr": "10.1.0.7"}]},
+    "wifi": {"ap_ssid": "natrouter-7", "ap_key": "correct horse", "ap_channel": 11,
+             "ap_clients": 8, "sta_ssid": "upstream", "sta_key": "f" * 64},
 }
 
 
@@ -139,6 +144,76 @@ def test_bad_key_takes_its_default(path, value, named, default):
     assert len(problems) == 1 and problems[0].startswith(named), problems
     assert cfg[path.split(".")[0]] == default
     assert cfg["lan"]["addr"] == "10.1.0.1"
+
+
+def test_wan_mode_is_optional_and_defaults_to_the_defaults_mode():
+    raw = with_change("wan.mode", DELETE)
+    cfg, problems = config.validate(raw)
+    assert problems == [] and cfg["wan"]["mode"] == "static"
+    cfg, problems = config.validate(with_change("wan.mode", "dhcp"))
+    assert problems == [] and cfg["wan"]["mode"] == "dhcp"
+    assert config.to_file(cfg)["wan"]["mode"] == "dhcp"
+
+
+def test_bad_wan_mode_falls_back_with_the_network():
+    cfg, problems = config.validate(with_change("wan.mode", "pppoe"))
+    assert problems[0].startswith("wan.mode: 'pppoe'")  # then the forwards off the LAN...
+    assert NET_FALLBACK in problems[0] and cfg["wan"]["mode"] == "static"
+    with pytest.raises(ValueError, match="wan.mode"):
+        config.validate(with_change("wan.mode", 1), strict=True)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("ap_ssid", ""), ("ap_ssid", "x" * 33), ("ap_ssid", "é" * 17), ("ap_ssid", 5),
+    ("sta_ssid", "x" * 33), ("sta_ssid", None),
+    ("ap_key", "short"), ("ap_key", "x" * 65), ("ap_key", "g" * 64), ("ap_key", "tab\there1"),
+    ("sta_key", 12345678),
+    ("ap_channel", 0), ("ap_channel", 14), ("ap_channel", True), ("ap_clients", 11),
+    ("ap_clients", 0), ("bogus", 1),
+])
+def test_bad_wifi_key_takes_its_default(key, value):
+    cfg, problems = config.validate(with_change("wifi." + key, value))
+    assert len(problems) == 1 and problems[0].startswith("wifi.%s: " % key), problems
+    want = dict(GOOD["wifi"])
+    if key in want:
+        want[key] = config.defaults()["wifi"][key]
+    assert cfg["wifi"] == want
+    if key.endswith("_key"):  # a password is never echoed
+        assert repr(value) not in problems[0]
+    with pytest.raises(ValueError, match="wifi.%s" % key):
+        config.validate(with_change("wifi." + key, value), strict=True)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("ap_key", ""), ("ap_key", "12345678"), ("ap_key", "~" * 63), ("sta_key", "0aF" * 21 + "b"),
+    ("sta_ssid", ""), ("ap_ssid", "é" * 16), ("ap_channel", 13), ("ap_clients", 10),
+])
+def test_good_wifi_values_kept(key, value):
+    cfg, problems = config.validate(with_change("wifi." + key, value))
+    assert problems == [] and cfg["wifi"][key] == value
+
+
+def test_board_rules_change_defaults_and_check(monkeypatch):
+    seen = []
+
+    def check(cfg, problems):
+        seen.append(cfg["table"]["tcp"])
+        if cfg["mtu"] > 1400:
+            problems.add("mtu: %d is more than this board carries" % cfg["mtu"], "using 1400")
+            cfg["mtu"] = 1400
+
+    monkeypatch.setattr(config, "_board", {"defaults": {}, "check": None})
+    config.board_rules({"table": {"tcp": 100}, "wan": {"mode": "dhcp"},
+                        "lan": {"addr": "10.9.0.1"}}, check)
+    d = config.defaults()
+    assert d["table"] == {"tcp": 100, "udp": 256, "icmp": 64} and d["wan"]["mode"] == "dhcp"
+    assert d["dhcp"]["first"] == "10.9.0.100"  # the pool follows the board's LAN
+    cfg, problems = config.validate({})
+    assert problems == ["mtu: 1500 is more than this board carries; using 1400"]
+    assert cfg["mtu"] == 1400 and cfg["table"]["tcp"] == 100 and seen == [100]
+    with pytest.raises(ValueError, match="^mtu: 1500 is more"):
+        config.validate({}, strict=True)
+    assert config.validate(with_change("wan.mode", DELETE))[0]["wan"]["mode"] == "dhcp"
 
 
 def test_unknown_top_level_key_reported():

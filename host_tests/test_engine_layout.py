@@ -5,8 +5,9 @@ from pathlib import Path
 
 import nat
 from nat import consts
-from nat.consts import HDR, SLOT, S_NEXT, S_NEWER, S_OLDER, H_MRU, H_LRU, H_FREE, H_USED, NONE
-from nat.flows import find
+from nat.consts import (HDR, SLOT, S_NEXT, S_NEXT_IN, S_NEXT_OUT, S_STATE, H_FREE, H_USED,
+                        H_CAP, H_MASK, H_EMASK, FL_USED, NONE)
+from nat.flows import endpoint_bucket, find, inside, outside
 
 NAT_DIR = Path(nat.__file__).parent
 
@@ -65,33 +66,40 @@ def test_cores_name_every_slot_and_header_offset():
 
 
 def check_invariants(mem, heads):
-    """Every used slot is on the LRU list once and findable by both keys; the rest are free."""
-    cap = mem[consts.H_CAP]
-    order = []
-    s, prev = mem[H_MRU], NONE
-    while s != NONE:
-        assert mem[HDR + s * SLOT + S_NEWER] == prev
-        order.append(s)
-        prev, s = s, mem[HDR + s * SLOT + S_OLDER]
-    assert mem[H_LRU] == prev
-    assert len(order) == len(set(order)) == mem[H_USED]
+    """Every used slot is findable by both keys and sits once in its inside-endpoint and
+    its outside-endpoint chain; the rest are on the free list; the counts agree."""
+    cap = mem[H_CAP]
+    used = [s for s in range(cap) if mem[HDR + s * SLOT + S_STATE] & FL_USED]
     free = []
     s = mem[H_FREE]
     while s != NONE:
         free.append(s)
-        s = mem[HDR + s * SLOT + S_NEWER]
-    assert sorted(order + free) == list(range(cap))
+        s = mem[HDR + s * SLOT + S_NEXT]
+    assert sorted(used + free) == list(range(cap)) and mem[H_USED] == len(used)
+    buckets = mem[H_MASK] + 1
     chained = 0
-    for b in range(len(heads)):
+    for b in range(buckets):
         e = heads[b]
         while e != NONE:
             chained += 1
             e = mem[HDR + (e >> 1) * SLOT + S_NEXT + (e & 1)]
-    assert chained == 2 * len(order)
-    for s in order:
+    assert chained == 2 * len(used)
+    for s in used:
         for d in (0, 1):
             k = HDR + s * SLOT + d * 6
             assert find(mem, heads, *mem[k:k + 6]) == s * 2 + d
+    ends = mem[H_EMASK] + 1
+    for out, link, where in ((0, S_NEXT_IN, inside), (1, S_NEXT_OUT, outside)):
+        seen = []
+        for b in range(ends):
+            e = heads[buckets + out * ends + b]
+            while e != NONE:
+                seen.append(e)
+                k = where(mem, e)
+                at = (k + 2, k + 3, k + 5) if out else (k, k + 1, k + 4)
+                assert endpoint_bucket(mem, *[mem[i] for i in at], out) == buckets + out * ends + b
+                e = mem[HDR + e * SLOT + link]
+        assert sorted(seen) == sorted(used)
 
 
 def udp_packet(src, dst, sport, dport):

@@ -143,7 +143,8 @@ def quote_lengths(draw, pkt):
 def test_icmp_error_translates_back(flow, data, direction, error, by_peer, ttl, quoted_ttl,
                                     outer_opts, payload):
     """An error about a packet that left the router (P') comes back about the packet that
-    reached it (P): to P's source; from P's destination if P' destination reported it."""
+    reached it (P): to P's source; from P's destination if P' destination reported it or
+    the error comes from the inside."""
     t = _table_with(flow)
     arrived, left = getattr(flow, direction)(payload, 64)
     left = rewritten(left, ttl=quoted_ttl)
@@ -154,8 +155,13 @@ def test_icmp_error_translates_back(flow, data, direction, error, by_peer, ttl, 
     by = left[IP].dst if by_peer else flow.router
     err = icmp_error(by, left[IP].src, icmp_type, code, quote_of(left, length), ttl=ttl,
                      options=opts, **fields)
-    want = icmp_error(arrived[IP].dst if by_peer else flow.router, arrived[IP].src, icmp_type, code,
-                      quote_of(arrived, length), ttl=ttl - 1, options=opts, **fields)
+    # From the inside (the packet that left went inwards: a reply of a NAT flow, a request
+    # of a REDIRECT flow), any reporter leaves as the public address (RFC 5508 4.2.2);
+    # from outside, an intermediate router's address is kept.
+    inwards = (direction == "inbound") != (flow.mode == nat.REDIRECT)
+    want = icmp_error(arrived[IP].dst if by_peer or inwards else flow.router, arrived[IP].src,
+                      icmp_type, code, quote_of(arrived, length), ttl=ttl - 1, options=opts,
+                      **fields)
     p = assert_translates(t, err, want)
     assert (p.dst, p.ttl, p.icmp_type, p.icmp_code) == (nat.ip(addr(arrived[IP].src)), ttl - 1,
                                                         icmp_type, code)

@@ -226,11 +226,11 @@ op = st.tuples(st.sampled_from(review_cases.OPS), st.integers(0, 3), st.integers
 
 
 @PROPERTY
-@given(ops=st.lists(op, max_size=40), cap=st.integers(1, 3))
-def test_lru_free_list_and_chains_follow_a_model(engine, ops, cap):
-    """add / translate both ways / ICMP errors / remove_connections / reset against a
-    plain model: statuses, which flow LRU reuse evicts, count(), flows() order, and the
-    index invariants after every step."""
+@given(ops=st.lists(op, max_size=40), cap=st.integers(1, 4))
+def test_expiry_room_and_chains_follow_a_model(engine, ops, cap):
+    """add / translate both ways / ICMP errors / remove_connections / reset / waiting /
+    expire() against a plain model: statuses, which flow makes room in a full table,
+    count(), flows(), and the index invariants after every step."""
     from test_engine_layout import check_invariants
     review_cases.PURE[0] = engine == "pure"
     try:
@@ -239,14 +239,20 @@ def test_lru_free_list_and_chains_follow_a_model(engine, ops, cap):
         review_cases.PURE[0] = False
 
 
-def test_lru_model_can_fail(monkeypatch):
-    # A translate that forgets to refresh the flow must be caught by the model.
-    monkeypatch.setattr(nat.core.python, "touch", lambda mem, s: None)
+@pytest.mark.parametrize("broken", ["never expires", "never answered"])
+def test_room_model_can_fail(monkeypatch, broken):
+    # A translate that lets expired flows through, or a room that evicts answered flows
+    # first, must be caught by the model.
+    if broken == "never expires":
+        monkeypatch.setattr(nat.core.python, "timeout", lambda mem, state: 60000)
+        ops = [("add", 0, 0), ("wait", 0, 5), ("out", 0, 0)]
+    else:
+        monkeypatch.setattr(nat.room, "_ST_ANSWERED", 0x8000)
+        ops = [("add", 0, 0), ("in", 0, 0), ("add", 2, 1), ("add", 1, 2)]
     review_cases.PURE[0] = True
     try:
         with pytest.raises(AssertionError):
-            review_cases.run_model([("add", 0, 0), ("add", 1, 1), ("out", 0, 0), ("add", 2, 2),
-                                    ("out", 0, 0)], 2)
+            review_cases.run_model(ops, 2)
     finally:
         review_cases.PURE[0] = False
 

@@ -29,13 +29,15 @@ class Net:
     limit and the flow table."""
 
     def __init__(self, forwards=FORWARDS, ports=None, table=None, lan_mtu=1500,
-                 wan_mtu=1500, **kw):
+                 wan_mtu=1500, nat_cfg=None, **kw):
         raw_cfg = config.defaults()
         raw_cfg["forwards"] = forwards
         if ports:
             raw_cfg["ports"] = ports
         if table:
             raw_cfg["table"] = table
+        if nat_cfg:
+            raw_cfg["nat"].update(nat_cfg)
         cfg, problems = config.validate(raw_cfg)
         assert problems == []
         self.ms = 5000
@@ -299,10 +301,26 @@ def test_unsolicited_wan_packets_dropped_without_reply(net, pkt):
     assert len(delta) == 1 and list(delta)[0].startswith("dropped_")
 
 
-def test_other_remote_port_cannot_use_a_mapping(net):
+@pytest.mark.parametrize("filtering,same_host_other_port,other_host", [
+    ("endpoint", True, True), ("address", True, False), ("address_port", False, False)])
+def test_filtering_decides_who_else_may_use_a_mapping(filtering, same_host_other_port, other_host):
+    # RFC 4787 REQ-8: endpoint-independent lets anyone in, address-dependent only the
+    # addresses the inside endpoint has sent to, address-and-port-dependent nobody new.
+    net = Net(nat_cfg={"filtering": filtering})
     net.from_lan(IP(src=HOST1, dst=SERVER) / UDP(sport=40000, dport=53))
-    assert net.from_wan(IP(src=SERVER, dst=WAN_ADDR) / UDP(sport=54, dport=40000)) == ([], [])
-    assert net.from_wan(IP(src=CLIENT, dst=WAN_ADDR) / UDP(sport=53, dport=40000)) == ([], [])
+    for src, sport, admitted in ((SERVER, 54, same_host_other_port), (CLIENT, 53, other_host)):
+        before = net.counters()
+        lan_out, _ = net.from_wan(IP(src=src, dst=WAN_ADDR) / UDP(sport=sport, dport=40000) / b"hi")
+        if admitted:
+            assert [(p.src, p[UDP].sport, p.dst, p[UDP].dport) for p in lan_out] == [
+                (src, sport, HOST1, 40000)]  # the inside host sees who really sent it
+            assert changed(before, net.counters())["filtered_in"] == 1
+            # and its answer goes back out from the same mapping
+            _, wan_out = net.from_lan(IP(src=HOST1, dst=src) / UDP(sport=40000, dport=sport))
+            assert [(p.src, p[UDP].sport) for p in wan_out] == [(WAN_ADDR, 40000)]
+        else:
+            assert lan_out == []
+            assert changed(before, net.counters()) == {"rx_wan": 1, "dropped_filtered": 1}
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -531,6 +549,8 @@ def test_start_runs_once_and_reports_config_problems(tmp_path, capsys, monkeypat
 # ---- the port generator alone
 
 class FakeTable:
+    """Every port in `free` is free; nothing has a mapping or an owner."""
+
     def __init__(self, free):
         self.free = free
         self.asked = []
@@ -539,15 +559,28 @@ class FakeTable:
         self.asked.append((proto, src, dst, src_port, dst_port))
         return (dst_port if proto != nat.ICMP else src_port) in self.free
 
+    def mapping(self, proto, ip, port):
+        return None
+
+    def owner(self, proto, ip, port):
+        return None
+
+    def owned(self, proto, hi, lo, port):
+        return False
+
+    def recently_freed(self, proto, port):
+        return False
+
 
 def test_portgen_asks_for_the_reply_key():
     t = FakeTable(free={40000})
     gen = PortGen(t).prepare(nat.TCP, nat.ip(SERVER), 443, nat.ip(WAN_ADDR), 40000)
     assert gen() == 40000
     assert t.asked == [(nat.TCP, nat.ip(SERVER), nat.ip(WAN_ADDR), 443, 40000)]
-    t = FakeTable(free={9})
-    gen = PortGen(t).prepare(nat.ICMP, nat.ip(SERVER), 9, nat.ip(WAN_ADDR), 9)
-    assert gen() == 9 and t.asked[0][:4] == (nat.ICMP, nat.ip(SERVER), nat.ip(WAN_ADDR), 9)
+    t = FakeTable(free={40009})
+    gen = PortGen(t).prepare(nat.ICMP, nat.ip(SERVER), 40009, nat.ip(WAN_ADDR), 40009)
+    assert gen() == 40009
+    assert t.asked[0][:4] == (nat.ICMP, nat.ip(SERVER), nat.ip(WAN_ADDR), 40009)
 
 
 def test_portgen_finds_the_last_free_port_then_gives_up():

@@ -219,9 +219,10 @@ class Vectors:
         orig = make(flow.proto, *flow.request(), ttl=qttl, **style)
         frm = flow.final if router is None else router
         # RFC 5508 REQ-5: an error from the quoted packet's destination itself appears
-        # to come from where the inside host sent its packet; an intermediate router's
-        # address is kept.
-        out_src = flow.dst if frm == flow.final else frm
+        # to come from where the inside host sent its packet; an outside router's address
+        # is kept. A REDIRECT flow's request goes inwards: errors about it come from the
+        # inside and leave from the public address (4.2.2), whoever sent them.
+        out_src = flow.dst if frm == flow.final or flow.mode == REDIRECT else frm
         pkt = icmp_error(frm, flow.xl, quote(sent, cut), ttl, itype, code)
         out = icmp_error(out_src, flow.src, quote(orig, cut), ttl - 1, itype, code)
         self.xl(name, pkt, want, out if want == OK else None)

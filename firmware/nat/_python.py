@@ -4,7 +4,7 @@
 # 16-bit words, small ints on any MicroPython, so it allocates nothing either.
 # Layout: consts.py.
 from .consts import const  # micropython.const, or a stand-in on CPython
-from .flows import find, touch
+from .flows import find, timeout
 from .checksum import fold, put16
 from .icmperr import translate_error
 
@@ -19,6 +19,7 @@ _IP_MIN = const(20)
 _L4_SPORT = const(0)
 _L4_DPORT = const(2)
 _TCP_OFF = const(12)
+_TCP_FLAGS = const(13)
 _TCP_CSUM = const(16)
 _TCP_MIN = const(20)
 _UDP_LEN = const(4)
@@ -58,8 +59,13 @@ _K_TCP = const(1)
 _K_UDP = const(2)
 _K_QUERY = const(3)
 _K_ERROR = const(4)
-_HDR = const(10)
-_SLOT = const(20)
+_H_NOW = const(4)
+_H_SEED = const(5)
+_H_T_EST = const(7)
+_H_T_TRANS = const(8)
+_H_T_IDLE = const(9)
+_HDR = const(12)
+_SLOT = const(18)
 _S_KEY1 = const(6)
 _KEY_SRC_HI = const(0)
 _KEY_SRC_LO = const(1)
@@ -67,6 +73,17 @@ _KEY_DST_HI = const(2)
 _KEY_DST_LO = const(3)
 _KEY_SPORT = const(4)
 _KEY_DPORT = const(5)
+_S_NEXT = const(12)
+_S_TIME = const(16)
+_S_STATE = const(17)
+_ST_ANSWERED = const(4)
+_ST_FIN0 = const(8)
+_ST_FIN1 = const(16)
+_ST_RST = const(32)
+_ST_ALL = const(0x3C)
+_TCP_FIN = const(1)
+_TCP_SYN = const(2)
+_TCP_RST = const(4)
 _NONE = const(0xFFFF)
 
 
@@ -176,6 +193,10 @@ def translate(buf, f, mems, heads):
     ent = find(mem, heads[kind], a, b, c, d, sp, dp)
     if ent == _NONE:
         return _UNTRANSLATED
+    slot = _HDR + (ent >> 1) * _SLOT
+    st = mem[slot + _S_STATE]
+    if (mem[_H_NOW] - mem[slot + _S_TIME]) & 0xFFFF > timeout(mem, st):
+        return _UNTRANSLATED  # an expired flow never translates (the slow path reclaims it)
     if kind == _K_QUERY and ((_REQUEST_TYPES >> f[_F_TYPE]) & 1) == (ent & 1):
         # A request only in the direction that opened the flow (0), a reply only in the
         # other: an outside host cannot ping an inside one with its query id.
@@ -184,7 +205,7 @@ def translate(buf, f, mems, heads):
     if ttl <= 1:
         return _TTL_EXCEEDED  # RFC 1812 5.3.1: never forward with TTL 0
     # The packet leaves as the other direction's key, reversed.
-    o = _HDR + (ent >> 1) * _SLOT + _S_KEY1 - (ent & 1) * _S_KEY1
+    o = slot + _S_KEY1 - (ent & 1) * _S_KEY1
     na = mem[o + _KEY_DST_HI]
     nb = mem[o + _KEY_DST_LO]
     nc = mem[o + _KEY_SRC_HI]
@@ -203,8 +224,26 @@ def translate(buf, f, mems, heads):
     put16(buf, _IP_DST, nc)
     put16(buf, _IP_DST + 2, nd)
     hl = f[_F_L4]
+    dirn = ent & 1
+    if dirn:
+        st |= _ST_ANSWERED
+    refresh = True
     if kind == _K_TCP or kind == _K_UDP:
         at = hl + _TCP_CSUM if kind == _K_TCP else hl + _UDP_CSUM
+        if kind == _K_TCP:
+            # The flow's TCP state (RFC 7857 2.1): FINs each way, a RST (translated, the
+            # flow kept for the transitory time, not refreshed: 2.2), a SYN reopening a
+            # closed flow.
+            fl = buf[hl + _TCP_FLAGS]
+            if fl & _TCP_RST:
+                st |= _ST_RST
+                refresh = False
+            else:
+                closed = st & _ST_RST or st & (_ST_FIN0 | _ST_FIN1) == _ST_FIN0 | _ST_FIN1
+                if fl & _TCP_SYN and closed:
+                    st = (st & ~_ST_ALL) | (_ST_ANSWERED if dirn else 0)
+                if fl & _TCP_FIN:
+                    st |= _ST_FIN0 << dirn
         old = buf[at] << 8 | buf[at + 1]
         if old or kind == _K_TCP:  # a UDP checksum of 0 means "none" and stays 0
             x = fold((0xFFFF ^ old) + addr + (0xFFFF ^ sp) + nsp + (0xFFFF ^ dp) + ndp) ^ 0xFFFF
@@ -221,5 +260,7 @@ def translate(buf, f, mems, heads):
     f[_F_TTL] = ttl - 1
     f[_F_SPORT] = nsp
     f[_F_DPORT] = ndp
-    touch(mem, ent >> 1)
+    mem[slot + _S_STATE] = st
+    if refresh:
+        mem[slot + _S_TIME] = mem[_H_NOW]
     return _OK

@@ -19,6 +19,7 @@ _IP_MIN = const(20)
 _L4_SPORT = const(0)
 _L4_DPORT = const(2)
 _TCP_OFF = const(12)
+_TCP_FLAGS = const(13)
 _TCP_CSUM = const(16)
 _TCP_MIN = const(20)
 _UDP_LEN = const(4)
@@ -59,13 +60,13 @@ _K_UDP = const(2)
 _K_QUERY = const(3)
 _K_ERROR = const(4)
 _H_MASK = const(0)
-_H_MRU = const(2)
-_H_LRU = const(3)
-_H_NOW_HI = const(6)
-_H_NOW_LO = const(7)
-_H_SEED = const(8)
-_HDR = const(10)
-_SLOT = const(20)
+_H_NOW = const(4)
+_H_SEED = const(5)
+_H_T_EST = const(7)
+_H_T_TRANS = const(8)
+_H_T_IDLE = const(9)
+_HDR = const(12)
+_SLOT = const(18)
 _S_KEY1 = const(6)
 _KEY_SRC_HI = const(0)
 _KEY_SRC_LO = const(1)
@@ -74,10 +75,16 @@ _KEY_DST_LO = const(3)
 _KEY_SPORT = const(4)
 _KEY_DPORT = const(5)
 _S_NEXT = const(12)
-_S_NEWER = const(14)
-_S_OLDER = const(15)
-_S_TIME_HI = const(16)
-_S_TIME_LO = const(17)
+_S_TIME = const(16)
+_S_STATE = const(17)
+_ST_ANSWERED = const(4)
+_ST_FIN0 = const(8)
+_ST_FIN1 = const(16)
+_ST_RST = const(32)
+_ST_ALL = const(0x3C)
+_TCP_FIN = const(1)
+_TCP_SYN = const(2)
+_TCP_RST = const(4)
 _NONE = const(0xFFFF)
 
 
@@ -201,13 +208,23 @@ def translate(buf, f, mems, heads) -> int:
         ent = m[_HDR + (ent >> 1) * _SLOT + _S_NEXT + (ent & 1)]
     if ent == _NONE:
         return _UNTRANSLATED
+    s = ent >> 1
+    slot = _HDR + s * _SLOT
+    st = m[slot + _S_STATE]
+    # flows.timeout: an expired flow never translates (the slow path reclaims it).
+    if m[_H_T_EST] == 0:
+        limit = m[_H_T_IDLE]
+    elif (st & _ST_ANSWERED) and not (st & _ST_RST) and (st & (_ST_FIN0 | _ST_FIN1)) != (_ST_FIN0 | _ST_FIN1):
+        limit = m[_H_T_EST]
+    else:
+        limit = m[_H_T_TRANS]
+    if ((m[_H_NOW] - m[slot + _S_TIME]) & 0xFFFF) > limit:
+        return _UNTRANSLATED
     if kind == _K_QUERY and ((_REQUEST_TYPES >> w[_F_TYPE]) & 1) == (ent & 1):
         return _UNTRANSLATED  # requests only in the opening direction, replies in the other
     ttl = p[_IP_TTL]
     if ttl <= 1:
         return _TTL_EXCEEDED
-    s = ent >> 1
-    slot = _HDR + s * _SLOT
     o = slot + _S_KEY1 - (ent & 1) * _S_KEY1  # the other direction's key, reversed
     na = m[o + _KEY_DST_HI]
     nb = m[o + _KEY_DST_LO]
@@ -231,10 +248,26 @@ def translate(buf, f, mems, heads) -> int:
     p[_IP_DST + 2] = nd >> 8
     p[_IP_DST + 3] = nd
     hl = w[_F_L4]
+    dirn = ent & 1
+    if dirn:
+        st |= _ST_ANSWERED
+    refresh = 1
     if kind == _K_TCP or kind == _K_UDP:
         at = hl + _UDP_CSUM
         if kind == _K_TCP:
             at = hl + _TCP_CSUM
+            # The flow's TCP state (RFC 7857 2.1): FINs each way, a RST (translated, the
+            # flow kept for the transitory time, not refreshed: 2.2), a SYN reopening a
+            # closed flow.
+            fl = p[hl + _TCP_FLAGS]
+            if fl & _TCP_RST:
+                st |= _ST_RST
+                refresh = 0
+            else:
+                if (fl & _TCP_SYN) and ((st & _ST_RST) or (st & (_ST_FIN0 | _ST_FIN1)) == (_ST_FIN0 | _ST_FIN1)):
+                    st = (st & (0xFFFF ^ _ST_ALL)) | (dirn * _ST_ANSWERED)
+                if fl & _TCP_FIN:
+                    st |= _ST_FIN0 << dirn
         old = (p[at] << 8) | p[at + 1]
         if old != 0 or kind == _K_TCP:  # a UDP checksum of 0 stays 0
             x = (0xFFFF ^ old) + addr + (0xFFFF ^ sp) + nsp + (0xFFFF ^ dp) + ndp
@@ -260,20 +293,7 @@ def translate(buf, f, mems, heads) -> int:
     w[_F_TTL] = ttl - 1
     w[_F_SPORT] = nsp
     w[_F_DPORT] = ndp
-    # flows.touch: most recently used, stamped with the table's clock.
-    mru = m[_H_MRU]
-    if mru != s:
-        newer = m[slot + _S_NEWER]
-        older = m[slot + _S_OLDER]
-        m[_HDR + newer * _SLOT + _S_OLDER] = older
-        if older == _NONE:
-            m[_H_LRU] = newer
-        else:
-            m[_HDR + older * _SLOT + _S_NEWER] = newer
-        m[slot + _S_NEWER] = _NONE
-        m[slot + _S_OLDER] = mru
-        m[_HDR + mru * _SLOT + _S_NEWER] = s
-        m[_H_MRU] = s
-    m[slot + _S_TIME_HI] = m[_H_NOW_HI]
-    m[slot + _S_TIME_LO] = m[_H_NOW_LO]
+    m[slot + _S_STATE] = st
+    if refresh:
+        m[slot + _S_TIME] = m[_H_NOW]
     return _OK

@@ -14,8 +14,9 @@ TTL_EXCEEDED = const(2)
 OVERLAP = const(3)
 CANNOT_NAT = const(4)
 MALFORMED = const(5)
+FULL = const(6)
 
-_NAMES = ("OK", "UNTRANSLATED", "TTL_EXCEEDED", "OVERLAP", "CANNOT_NAT", "MALFORMED")
+_NAMES = ("OK", "UNTRANSLATED", "TTL_EXCEEDED", "OVERLAP", "CANNOT_NAT", "MALFORMED", "FULL")
 
 NAT = const(0)
 REDIRECT = const(1)
@@ -89,17 +90,21 @@ K_QUERY = const(3)     # ICMP echo, timestamp, information, address mask
 K_ERROR = const(4)     # ICMP unreachable, source quench, redirect, time exceeded, parameter problem
 
 # A protocol's flow table is one array('H'), a header then the slots, and beside it
-# another array('H') of bucket heads (chain entries).
-H_MASK = const(0)      # buckets - 1 (a power of two)
+# another array('H') of chain heads: the exact chains (B = H_MASK + 1 heads, the only ones
+# the per-packet path reads), then the inside-endpoint chains and the outside-endpoint
+# chains (E = H_EMASK + 1 heads each).
+H_MASK = const(0)      # exact buckets - 1 (a power of two)
 H_CAP = const(1)       # slots
-H_MRU = const(2)       # most recently used slot, or NONE
-H_LRU = const(3)       # least recently used slot, or NONE
-H_FREE = const(4)      # head of the free-slot list (linked through S_NEWER)
-H_USED = const(5)      # slots in use
-H_NOW_HI = const(6)    # the table's clock, seconds, as two halves (32-bit ints would allocate)
-H_NOW_LO = const(7)
-H_SEED = const(8)      # per-table hash seed
-HDR = const(10)        # (word 9 reserved)
+H_FREE = const(2)      # head of the free-slot list (linked through S_NEXT)
+H_USED = const(3)      # slots in use
+H_NOW = const(4)       # the table's clock, whole seconds mod 2**16 (tick())
+H_SEED = const(5)      # per-table hash seed
+H_HAND = const(6)      # the clock hand: where the next expiry or eviction scan starts
+H_T_EST = const(7)     # timeouts, seconds: TCP established
+H_T_TRANS = const(8)   # ... TCP opening, closing, reset (transitory)
+H_T_IDLE = const(9)    # ... UDP and ICMP query flows
+H_EMASK = const(10)    # endpoint buckets - 1
+HDR = const(12)        # (word 11 reserved)
 
 # A slot holds one flow, both directions. Direction d's key is the 6 words at d * 6:
 # (src_hi, src_lo, dst_hi, dst_lo, sport, dport) as seen on the wire. A packet that
@@ -113,17 +118,21 @@ KEY_SPORT = const(4)
 KEY_DPORT = const(5)
 KEY_WORDS = const(6)
 S_KEY1 = const(6)      # direction 1's key (direction 0's is at 0)
-S_NEXT = const(12)     # bucket chain successor for direction 0, +1 for direction 1
-S_NEWER = const(14)    # LRU neighbours (and the free list through S_NEWER)
-S_OLDER = const(15)
-S_TIME_HI = const(16)  # last use, seconds
-S_TIME_LO = const(17)
-S_FLAGS = const(18)    # FL_* bits; room for the TCP state of the flow lifecycle work
-S_SPARE = const(19)    # reserved: filtering / fairness bookkeeping
-SLOT = const(20)       # 40 bytes, plus 4 bytes of bucket heads per flow: 44 B/flow
+S_NEXT = const(12)     # exact chain successor for direction 0, +1 for direction 1; the
+                       # free list runs through S_NEXT
+S_NEXT_IN = const(14)  # inside-endpoint chain: flows of one inside ip:port (mapping, RFC 4787)
+S_NEXT_OUT = const(15) # outside-endpoint chain: flows leaving from one outside ip:port
+S_TIME = const(16)     # last use, seconds mod 2**16 (H_NOW when it was used)
+S_STATE = const(17)    # FL_* and ST_* bits
+SLOT = const(18)       # 36 bytes; with the chain heads 42-46 bytes a flow
 
 FL_USED = const(1)
-FL_REDIRECT = const(2)
+FL_REDIRECT = const(2)  # made by add(mode=REDIRECT): the inside end is direction 1's source
+ST_ANSWERED = const(4)  # a packet went in direction 1: the flow is answered (else embryonic)
+ST_FIN0 = const(8)      # TCP: a FIN seen in direction 0 (ST_FIN0 << d for direction d)
+ST_FIN1 = const(16)
+ST_RST = const(32)      # TCP: a RST, either way
+ST_ALL = const(0x3C)    # every ST_ bit: what a reopening SYN clears
 
-NONE = const(0xFFFF)   # no slot / no entry; a chain entry is slot * 2 + direction
+NONE = const(0xFFFF)   # no slot / no entry; an exact chain entry is slot * 2 + direction
 MAX_FLOWS = const(32767)

@@ -3,7 +3,7 @@
 # rare, so this one pure-Python path serves every core; it allocates nothing either.
 from .consts import const  # micropython.const, or a stand-in on CPython
 
-from .flows import find
+from .flows import expired, find
 from .checksum import fold, get16, put16, sum16
 
 _F_LEN = const(1)
@@ -14,8 +14,10 @@ _K_TCP = const(1)
 _K_UDP = const(2)
 _K_QUERY = const(3)
 _QUERY_TYPES = const(0x7E101)
-_HDR = const(10)
-_SLOT = const(20)
+_HDR = const(12)
+_SLOT = const(18)
+_S_STATE = const(17)
+_FL_REDIRECT = const(2)
 _S_KEY1 = const(6)
 _KEY_SRC_HI = const(0)
 _KEY_SRC_LO = const(1)
@@ -95,8 +97,11 @@ def translate_error(buf, f, mems, heads):
     idd = buf[inner + _IP_DST + 2] << 8 | buf[inner + _IP_DST + 3]
     mem = mems[kind]
     ent = find(mem, heads[kind], ic, idd, ia, ib, dp, sp)
-    if ent == _NONE:
+    if ent == _NONE or expired(mem, ent >> 1):
         return _UNTRANSLATED  # RFC 5508 REQ-4/5: no mapping, no translation
+    # It travels from the inside when what it quotes left towards the inside: matched by
+    # direction 0 of a flow the inside opened, or direction 1 of a REDIRECT flow.
+    from_inside = (ent & 1 == 0) != bool(mem[_HDR + (ent >> 1) * _SLOT + _S_STATE] & _FL_REDIRECT)
     ttl = buf[_IP_TTL]
     if ttl <= 1:
         return _TTL_EXCEEDED
@@ -138,14 +143,16 @@ def translate_error(buf, f, mems, heads):
     old = buf[hl + _ICMP_CSUM] << 8 | buf[hl + _ICMP_CSUM + 1]
     put16(buf, hl + _ICMP_CSUM, fold((0xFFFF ^ old) + fold(icmp)) ^ 0xFFFF)
     # Outer header: the destination becomes the quoted packet's sender. The source is
-    # kept (an intermediate router) unless it is the quoted packet's own destination:
-    # then it is translated like that address (RFC 5508 REQ-5: the public address).
+    # translated like the quoted packet's destination when the error comes from the
+    # inside (RFC 5508 REQ-5: an inside host or an inside router, 4.2.2: the public
+    # address) or from that destination itself; an outside router's address is kept.
     outer = (0xFEFF + (0xFFFF ^ get16(buf, _IP_DST)) + na
              + (0xFFFF ^ get16(buf, _IP_DST + 2)) + nb)
     put16(buf, _IP_DST, na)
     put16(buf, _IP_DST + 2, nb)
-    if get16(buf, _IP_SRC) == ic and get16(buf, _IP_SRC + 2) == idd:
-        outer += (0xFFFF ^ ic) + nc + (0xFFFF ^ idd) + nd
+    oh, ol = get16(buf, _IP_SRC), get16(buf, _IP_SRC + 2)
+    if from_inside or (oh == ic and ol == idd):
+        outer += (0xFFFF ^ oh) + nc + (0xFFFF ^ ol) + nd
         put16(buf, _IP_SRC, nc)
         put16(buf, _IP_SRC + 2, nd)
     old = get16(buf, _IP_CSUM)

@@ -62,29 +62,68 @@ def case_readonly_buffer_is_never_written():
     assert frozen == bytes(pkt), "translate wrote into an immutable bytes object"
 
 
-# ---------------------------------------------------------------- LRU / free list model
+# ---------------------------------------------------------------- expiry and room model
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self):
+        return self.now
+
+
+TIMEOUT = 5  # the UDP idle timeout of the model's tables, seconds
 
 
 def run_model(ops, cap, check=None):
-    """Run ops against a UDP table of capacity cap and a plain model of it (a list, least
-    recently used first). ops: (name, a, b) with names add, out, in, err, remove, reset.
-    Flows: IN1/IN2 : sport a -> REMOTE:53, translated to XL : 7000 + b."""
-    t = table(tcp=1, udp=cap, icmp=1)
-    model = []  # [host, sport, port], least recently used first
+    """Run ops against a UDP table of capacity cap (idle timeout TIMEOUT, a fake clock one
+    second on per op) and a plain model of it. ops: (name, a, b) with names add, out, in,
+    err, remove, reset, wait (the clock jumps b + 3 s), expire. Flows: IN1/IN2 : sport a
+    -> REMOTE:53, translated to XL : 7000 + b. A full table must make room as room.py
+    says: an expired flow, else the longest idle unanswered one, else the longest idle of
+    a host over its share (50 %): the model accepts any flow that ties for the choice."""
+    clock = FakeClock()
+    t = nat.Table(tcp=1, udp=cap, icmp=1, pure=PURE[0], clock=clock,
+                  timeouts={"udp": TIMEOUT})
+    model = []  # [host, sport, port, last use, answered]
     hosts = (IN1, IN2)
+
+    def live(fl):
+        return clock.now - fl[3] <= TIMEOUT
 
     def lookup(match):
         for i, fl in enumerate(model):
-            if match(fl):
+            if match(fl) and live(fl):
                 return i
         return -1
 
-    def touch(i):
-        model.append(model.pop(i))
+    def victims(host):
+        expired = [fl for fl in model if not live(fl)]
+        if expired:
+            return expired
+        mine = sum(1 for fl in model if fl[0] == host) * 100 > 50 * cap
+        ranked = []
+        for fl in model:
+            if not fl[4]:
+                rank = 0
+            elif fl[0] == host and mine:
+                rank = 1
+            elif fl[0] != host and not mine and sum(1 for g in model if g[0] == fl[0]) * 100 > 50 * cap:
+                rank = 2
+            else:
+                continue
+            ranked.append((rank, -(clock.now - fl[3]), fl))
+        if not ranked:
+            return []
+        best = min(r[:2] for r in ranked)
+        return [r[2] for r in ranked if r[:2] == best]
 
     step = 0
     for name, a, b in ops:
         step += 1
+        clock.now += 1
+        t.tick()
         host, sport, port = hosts[a % 2], 1 + a // 2 % 2, 7000 + b % 3
         where = "step %d %s(%d, %d) cap=%d" % (step, name, a, b, cap)
         if name == "add":
@@ -93,14 +132,24 @@ def run_model(ops, cap, check=None):
             i = lookup(lambda fl: fl[0] == host and fl[1] == sport)
             if i >= 0:
                 want = nat.OK
-                touch(i)
-            elif lookup(lambda fl: fl[2] == port) >= 0:
-                want = nat.OVERLAP
+                model[i][3] = clock.now
             else:
-                want = nat.OK
-                if len(model) == cap:
-                    model.pop(0)
-                model.append([host, sport, port])
+                # an expired flow of the same key, or holding the port, is reclaimed
+                model[:] = [fl for fl in model if live(fl) or not (
+                    (fl[0] == host and fl[1] == sport) or fl[2] == port)]
+                if lookup(lambda fl: fl[2] == port) >= 0:
+                    want = nat.OVERLAP
+                elif len(model) < cap:
+                    want = nat.OK
+                else:
+                    could = victims(host)
+                    want = nat.OK if could else nat.FULL
+                    if could:  # which one went: the table says
+                        gone = [fl for fl in could if t.state(nat.UDP, REMOTE, XL, 53, fl[2]) is None]
+                        assert len(gone) == 1, "%s: evicted %s of %s" % (where, gone, could)
+                        model.remove(gone[0])
+                if want == nat.OK:
+                    model.append([host, sport, port, clock.now, False])
             assert got == want, "%s: add %s, model %s" % (where, nat.status_name(got), model)
         elif name in ("out", "in", "err"):
             if name == "out":
@@ -125,28 +174,36 @@ def run_model(ops, cap, check=None):
                     assert (field(buf, "src"), field(buf, "sport")) == (XL, fl[2]), where
                 elif name == "in":
                     assert (field(buf, "dst"), field(buf, "dport")) == (fl[0], fl[1]), where
+                    fl[4] = True
                 else:
                     assert field(buf, "dst") == fl[0], where
                 if name != "err":  # RFC 5508 REQ-6: errors never refresh a flow
-                    touch(i)
+                    fl[3] = clock.now
         elif name == "remove":
             got = t.remove_connections(host)
             want = sorted(fl[2] for fl in model if fl[0] == host)
             assert sorted(got.udp) == want and not got.tcp and not got.icmp, where
             model[:] = [fl for fl in model if fl[0] != host]
+        elif name == "wait":
+            clock.now += b + 3
+            t.tick()
+        elif name == "expire":
+            t.expire(cap)
+            model[:] = [fl for fl in model if live(fl)]
         else:  # reset
             t.reset()
             model[:] = []
-        assert t.count(nat.UDP) == len(model), where
-        listed = [(f[1], f[2], f[6]) for f in t.flows() if f[0] == nat.UDP]
-        want = [(fl[0], fl[1], fl[2]) for fl in reversed(model)]
+        assert t.count(nat.UDP) == len(model), "%s: count %d, model %s" % (
+            where, t.count(nat.UDP), model)
+        listed = sorted((f[1], f[2], f[6]) for f in t.flows() if f[0] == nat.UDP)
+        want = sorted((fl[0], fl[1], fl[2]) for fl in model if live(fl))
         assert listed == want, "%s: flows() %s, model %s" % (where, listed, want)
         if check is not None:
             check(t)
     return t
 
 
-OPS = ("add", "add", "add", "out", "in", "in", "err", "remove", "reset")
+OPS = ("add", "add", "add", "out", "in", "in", "err", "remove", "reset", "wait", "expire")
 
 
 def random_ops(rng, n):
@@ -159,17 +216,19 @@ def random_ops(rng, n):
     return ops
 
 
-def case_lru_model_small_tables():
+def case_room_model_small_tables():
     rng = Rng(2026)
-    for cap in (1, 2, 3, 1, 2):
-        run_model(random_ops(rng, 120), cap)
+    for cap in (1, 2, 3, 1, 2, 4):
+        run_model(random_ops(rng, 150), cap)
 
 
-def case_lru_eviction_of_the_mru_at_cap_1():
-    # cap=1: the only flow is MRU and LRU at once; re-adding after remove and reset.
+def case_room_at_cap_1():
+    # cap=1: the only flow makes room only when expired or unanswered.
     ops = [("add", 0, 0), ("out", 0, 0), ("add", 1, 1), ("in", 0, 1), ("out", 0, 0),
-           ("add", 1, 1), ("remove", 1, 0), ("add", 1, 1), ("in", 0, 1), ("reset", 0, 0),
-           ("add", 1, 1), ("add", 3, 2), ("in", 0, 2), ("out", 3, 0), ("err", 0, 2)]
+           ("add", 1, 1), ("in", 0, 1), ("add", 3, 2), ("remove", 1, 0), ("add", 1, 1),
+           ("in", 0, 1), ("wait", 0, 4), ("add", 3, 2), ("reset", 0, 0), ("add", 1, 1),
+           ("add", 3, 2), ("in", 0, 2), ("out", 3, 0), ("err", 0, 2), ("wait", 0, 5),
+           ("err", 0, 2), ("expire", 0, 0)]
     run_model(ops, 1)
 
 
@@ -281,8 +340,8 @@ def case_no_allocation_memoryview_redirect_and_errors():
             assert status == nat.OK and valid(frame[14:14 + n]), (k, status)
 
 
-CASES = (case_readonly_buffer_is_never_written, case_lru_model_small_tables,
-         case_lru_eviction_of_the_mru_at_cap_1, case_fast_core_agrees_with_twin,
+CASES = (case_readonly_buffer_is_never_written, case_room_model_small_tables,
+         case_room_at_cap_1, case_fast_core_agrees_with_twin,
          case_no_allocation_memoryview_redirect_and_errors)
 
 

@@ -18,10 +18,23 @@ FWD = nat.ip("192.168.4.1")
 SERVER = nat.ip("192.168.4.10")
 
 
-def table(tcp=8, udp=8, icmp=8):
-    if PURE[0]:
-        return nat.Table(tcp=tcp, udp=udp, icmp=icmp, pure=True)
-    return nat.Table(tcp=tcp, udp=udp, icmp=icmp)
+class Clock:
+    """A fake seconds clock the cases move on by hand."""
+
+    def __init__(self):
+        self.now = 1000
+
+    def __call__(self):
+        return self.now
+
+
+def table(tcp=8, udp=8, icmp=8, clock=None, **kw):
+    return nat.Table(tcp=tcp, udp=udp, icmp=icmp, pure=PURE[0], clock=clock, **kw)
+
+
+def later(t, clock, seconds):
+    clock.now += seconds
+    t.tick()
 
 
 def packet():
@@ -185,37 +198,188 @@ def case_cannot_nat():
         assert add(t, udp(IN1, nat.ip(fine), 1000, 53), 2000) == nat.OK, fine
 
 
-def case_lru_reuse_when_full():
-    t = table(tcp=4, udp=1, icmp=1)
-    pkts = [tcp(IN1, REMOTE, 1000 + i, 80) for i in range(6)]
-    for i in range(4):
-        assert add(t, pkts[i], 5000 + i) == nat.OK
-    goes(t, pkts[0], XL, 5000, REMOTE, 80)  # flow 0 used: flow 1 is now the oldest
-    assert add(t, pkts[4], 5004) == nat.OK  # full: flow 1 makes room
-    stays(t, pkts[1])
-    stays(t, tcp(REMOTE, XL, 80, 5001))
-    assert t.is_port_free(nat.TCP, REMOTE, XL, 80, 5001)
-    for i in (0, 2, 3, 4):
-        goes(t, pkts[i], XL, 5000 + i, REMOTE, 80)
-        goes(t, tcp(REMOTE, XL, 80, 5000 + i), REMOTE, 80, IN1, 1000 + i)
-    # The other protocols are full at one flow and never fail to add either.
+def case_full_table_makes_room_fairly():
+    # room.py: expired first, then the longest idle unanswered flow, then the longest
+    # idle flow of a host over its share; an answered flow within its host's share stays.
+    clock = Clock()
+    t = table(tcp=4, udp=1, icmp=1, clock=clock)
+    a, b, c, d, e = (tcp(IN1, REMOTE, 1000 + i, 80) for i in range(5))
+    for i, pkt in enumerate((a, b)):
+        assert add(t, pkt, 5000 + i) == nat.OK
+        later(t, clock, 1)
+    assert add(t, tcp(IN2, REMOTE, 2000, 80), 6000) == nat.OK
+    assert add(t, tcp(IN2, REMOTE, 2001, 80), 6001) == nat.OK
+    for port in (6000, 6001, 5001):  # answered: IN2's two, IN1's b
+        goes(t, tcp(REMOTE, XL, 80, port, flags=0x12), REMOTE, 80, IN2 if port > 5001 else IN1,
+             port - 4000 if port > 5001 else 1001)
+    later(t, clock, 10)
+    # Full. IN1 (2 of 4: within its share) adds: a, unanswered and longest idle, goes.
+    assert add(t, c, 5002) == nat.OK
+    stays(t, a)
+    goes(t, b, XL, 5001, REMOTE, 80)
+    # IN1 again: no flow unanswered but c (just made, not idle); c goes.
+    assert add(t, d, 5003) == nat.OK
+    stays(t, c)
+    goes(t, tcp(REMOTE, XL, 80, 5003, flags=0x12), REMOTE, 80, IN1, 1003)
+    # Everything answered, IN1 and IN2 within their shares: no room for a fifth.
+    assert add(t, e, 5004) == nat.FULL
+    for port, host, sport in ((6000, IN2, 2000), (6001, IN2, 2001), (5001, IN1, 1001),
+                              (5003, IN1, 1003)):
+        goes(t, tcp(REMOTE, XL, 80, port), REMOTE, 80, host, sport)
+    # An expired flow makes room at once: IN2's first goes quiet past its timeout.
+    t.set_timeouts(tcp_established=30)
+    for _ in range(3):
+        later(t, clock, 11)
+        for port, host, sport in ((6001, IN2, 2001), (5001, IN1, 1001), (5003, IN1, 1003)):
+            goes(t, tcp(REMOTE, XL, 80, port), REMOTE, 80, host, sport)
+    assert add(t, e, 5004) == nat.OK
+    stays(t, tcp(REMOTE, XL, 80, 6000))
+    # Each protocol has its own room.
     assert add(t, udp(IN1, REMOTE, 1, 2), 3) == nat.OK
-    assert add(t, udp(IN1, REMOTE, 4, 5), 6) == nat.OK
+    assert add(t, udp(IN1, REMOTE, 4, 5), 6) == nat.OK  # the first is unanswered: it goes
     stays(t, udp(IN1, REMOTE, 1, 2))
     goes(t, udp(IN1, REMOTE, 4, 5), XL, 6, REMOTE, 5)
 
 
+def case_a_host_over_its_share_loses_its_own_flows():
+    # IN2 floods (SYNs that get answers too); IN1 keeps its connection all along.
+    clock = Clock()
+    t = table(tcp=4, clock=clock, share=50)
+    assert add(t, tcp(IN1, REMOTE, 1000, 80), 5000) == nat.OK
+    goes(t, tcp(REMOTE, XL, 80, 5000, flags=0x12), REMOTE, 80, IN1, 1000)
+    for i in range(12):
+        later(t, clock, 1)
+        assert add(t, tcp(IN2, REMOTE, 2000 + i, 80), 6000 + i) == nat.OK, i
+        goes(t, tcp(REMOTE, XL, 80, 6000 + i, flags=0x12), REMOTE, 80, IN2, 2000 + i)
+    goes(t, tcp(IN1, REMOTE, 1000, 80), XL, 5000, REMOTE, 80)
+    assert t.count(nat.TCP) == 4
+
+
 def case_idempotent_add():
-    t = table(tcp=2)
+    clock = Clock()
+    t = table(tcp=2, clock=clock)
     a, b, c = (tcp(IN1, REMOTE, 1000 + i, 80) for i in range(3))
     assert add(t, a, 5000) == nat.OK
     assert add(t, b, 5001) == nat.OK
+    later(t, clock, 5)
     assert add(t, a, 5000) == nat.OK  # exactly this flow: OK, and its use time is refreshed
-    assert add(t, c, 5002) == nat.OK  # so b, the least recently used, makes room
+    assert t.state(nat.TCP, IN1, REMOTE, 1000, 80)[2] == 0
+    assert add(t, c, 5002) == nat.OK  # so b, the longer idle (both unanswered), makes room
     stays(t, b)
     goes(t, a, XL, 5000, REMOTE, 80)
     goes(t, tcp(REMOTE, XL, 80, 5000), REMOTE, 80, IN1, 1000)
     goes(t, c, XL, 5002, REMOTE, 80)
+
+
+def case_flows_expire_by_protocol_and_state():
+    clock = Clock()
+    t = table(clock=clock)
+    assert add(t, udp(IN1, REMOTE, 1000, 53), 6000) == nat.OK
+    assert add(t, echo(IN1, REMOTE, 7), 7000) == nat.OK
+    assert add(t, tcp(IN1, REMOTE, 1000, 80, flags=0x02), 5000) == nat.OK     # SYN
+    assert add(t, tcp(IN1, REMOTE, 1001, 80, flags=0x02), 5001) == nat.OK
+    goes(t, tcp(REMOTE, XL, 80, 5001, flags=0x12), REMOTE, 80, IN1, 1001)     # SYN-ACK
+    # ICMP queries last 60 s (RFC 5508 REQ-2), an unanswered TCP open 240 s (transitory),
+    # UDP 300 s (RFC 4787 REQ-5), an established TCP flow 7440 s (RFC 5382 REQ-5); any
+    # packet of a flow refreshes it (outbound: REQ-6).
+    at = clock.now
+    later(t, clock, 60)                                                        # +60
+    goes(t, echo(REMOTE, XL, 7000, reply=True), REMOTE, 7, IN1, 7)
+    later(t, clock, 61)                                                        # +121
+    stays(t, echo(REMOTE, XL, 7000, reply=True))
+    goes(t, udp(REMOTE, XL, 53, 6000), REMOTE, 53, IN1, 1000)
+    later(t, clock, 119)                                                       # +240
+    goes(t, tcp(IN1, REMOTE, 1000, 80, flags=0x02), XL, 5000, REMOTE, 80)
+    later(t, clock, 181)                                                       # +421
+    goes(t, udp(IN1, REMOTE, 1000, 53), XL, 6000, REMOTE, 53)
+    later(t, clock, 60)                                                        # +481
+    stays(t, tcp(REMOTE, XL, 80, 5000, flags=0x12))
+    goes(t, tcp(IN1, REMOTE, 1001, 80), XL, 5001, REMOTE, 80)
+    later(t, clock, 241)                                                       # +722
+    stays(t, udp(REMOTE, XL, 53, 6000))
+    clock.now = at + 481 + 7440
+    t.tick()
+    goes(t, tcp(REMOTE, XL, 80, 5001), REMOTE, 80, IN1, 1001)
+    # expire() reclaims what is over, a bounded number of slots at a time.
+    assert t.count(nat.UDP) == 1 and t.count(nat.TCP) == 2 and t.count(nat.ICMP) == 1
+    assert t.expire(2) <= 3
+    t.expire(8)
+    assert (t.count(nat.UDP), t.count(nat.TCP), t.count(nat.ICMP)) == (0, 1, 0)
+
+
+def case_tcp_closing_and_resets_are_transitory():
+    clock = Clock()
+    t = table(clock=clock)
+    syn = tcp(IN1, REMOTE, 1000, 80, flags=0x02)
+    assert add(t, syn, 5000) == nat.OK
+    goes(t, tcp(REMOTE, XL, 80, 5000, flags=0x12), REMOTE, 80, IN1, 1000)
+    goes(t, tcp(IN1, REMOTE, 1000, 80, flags=0x11), XL, 5000, REMOTE, 80)   # FIN out: still
+    later(t, clock, 1000)                                                    # established
+    goes(t, tcp(REMOTE, XL, 80, 5000, flags=0x11), REMOTE, 80, IN1, 1000)   # FIN back: closing
+    later(t, clock, 241)
+    stays(t, tcp(IN1, REMOTE, 1000, 80, flags=0x10))
+    # A SYN reopens the closed flow's key as a new flow (add makes it anew).
+    assert add(t, syn, 5000) == nat.OK
+    goes(t, tcp(REMOTE, XL, 80, 5000, flags=0x12), REMOTE, 80, IN1, 1000)
+    # A RST is translated, then the flow lasts the transitory time, not refreshed by it.
+    goes(t, tcp(REMOTE, XL, 80, 5000, flags=0x04), REMOTE, 80, IN1, 1000)
+    later(t, clock, 200)
+    goes(t, tcp(IN1, REMOTE, 1000, 80, flags=0x04), XL, 5000, REMOTE, 80)
+    later(t, clock, 41)
+    stays(t, tcp(IN1, REMOTE, 1000, 80, flags=0x10))
+    # Simultaneous open (RFC 5382 REQ-2): SYN out, SYN in, both answered.
+    assert add(t, tcp(IN1, REMOTE, 1002, 80, flags=0x02), 5002) == nat.OK
+    goes(t, tcp(REMOTE, XL, 80, 5002, flags=0x02), REMOTE, 80, IN1, 1002)
+    goes(t, tcp(IN1, REMOTE, 1002, 80, flags=0x12), XL, 5002, REMOTE, 80)
+    later(t, clock, 1000)
+    goes(t, tcp(REMOTE, XL, 80, 5002, flags=0x10), REMOTE, 80, IN1, 1002)
+
+
+def case_icmp_errors_never_refresh_a_flow():
+    # RFC 4787 REQ-12, RFC 5508 REQ-6: an error about a flow is translated, nothing more.
+    clock = Clock()
+    t = table(clock=clock)
+    assert add(t, udp(IN1, REMOTE, 1000, 53), 6000) == nat.OK
+    sent = udp(XL, REMOTE, 6000, 53, ttl=3)
+    for _ in range(3):
+        later(t, clock, 100)
+        status, _, _ = translated(t, icmp_error(HOP, XL, cut(sent), typ=3, code=1))
+        assert status == nat.OK
+    later(t, clock, 1)
+    stays(t, udp(REMOTE, XL, 53, 6000))
+    assert translated(t, icmp_error(HOP, XL, cut(sent), typ=3, code=1))[0] == nat.UNTRANSLATED
+
+
+def case_mappings_owners_and_permissions():
+    # What endpoint-independent mapping and filtering ask of the table.
+    clock = Clock()
+    t = table(clock=clock)
+    assert add(t, udp(IN1, REMOTE, 4000, 53), 7000) == nat.OK
+    assert add(t, udp(IN1, REMOTE2, 4000, 3478), 7000) == nat.OK  # the same mapping
+    assert t.mapping(nat.UDP, IN1, 4000) == (XL, 7000)
+    assert t.mapping(nat.UDP, IN1, 4001) is None and t.mapping(nat.UDP, IN2, 4000) is None
+    assert t.owner(nat.UDP, XL, 7000) == (IN1, 4000)
+    assert t.owner(nat.UDP, XL, 7001) is None
+    assert t.sent_to(nat.UDP, XL, 7000, REMOTE) and t.sent_to(nat.UDP, XL, 7000, REMOTE2, 3478)
+    assert not t.sent_to(nat.UDP, XL, 7000, REMOTE2, 3479)
+    assert not t.sent_to(nat.UDP, XL, 7000, HOP)
+    # a port forward's flow: the inside end is the server
+    assert add(t, tcp(REMOTE, XL, 33000, 80), 33000, REMOTE, nat.REDIRECT, (SERVER, 8080)) == nat.OK
+    assert t.owner(nat.TCP, XL, 80) == (SERVER, 8080)
+    assert t.mapping(nat.TCP, SERVER, 8080) == (XL, 80)
+    assert t.sent_to(nat.TCP, XL, 80, REMOTE, 33000)
+    # the last flow of a port gone: the port waits 120 s before it is handed out again
+    assert not t.recently_freed(nat.UDP, 7000)
+    t.remove_connections(IN1)
+    assert t.mapping(nat.UDP, IN1, 4000) is None and t.recently_freed(nat.UDP, 7000)
+    later(t, clock, 119)
+    assert t.recently_freed(nat.UDP, 7000)
+    later(t, clock, 1)
+    assert not t.recently_freed(nat.UDP, 7000)
+    # expired flows are no one's
+    assert add(t, udp(IN2, REMOTE, 4000, 53), 7001) == nat.OK
+    later(t, clock, 301)
+    assert t.mapping(nat.UDP, IN2, 4000) is None and t.owner(nat.UDP, XL, 7001) is None
 
 
 def case_remove_connections():
@@ -303,7 +467,10 @@ def case_addresses():
 CASES = (case_add_and_translate_both_ways, case_redirect, case_untranslated_leaves_buffer,
          case_ttl_exceeded_leaves_buffer, case_udp_without_checksum,
          case_icmp_error_translated_back, case_overlap, case_port_gen_called_at_most_100_times,
-         case_cannot_nat, case_lru_reuse_when_full, case_idempotent_add,
+         case_cannot_nat, case_full_table_makes_room_fairly,
+         case_a_host_over_its_share_loses_its_own_flows, case_idempotent_add,
+         case_flows_expire_by_protocol_and_state, case_tcp_closing_and_resets_are_transitory,
+         case_icmp_errors_never_refresh_a_flow, case_mappings_owners_and_permissions,
          case_remove_connections, case_is_port_free, case_reset,
          case_packet_reuse, case_addresses)
 
