@@ -227,8 +227,9 @@ def _put(cfg, key, value):
                 node[part]
             except (ValueError, IndexError):
                 raise ValueError("%s: no item %r" % (".".join(parts[:i]), part))
-        elif not isinstance(node, dict) or part not in node:
+        elif not isinstance(node, dict) or (part not in node and not last):
             raise ValueError("%s: unknown key" % ".".join(parts[:i + 1]))
+        # (a new last key, such as an optional "wan.mtu": validation decides)
         if last:
             node[part] = value
         else:

@@ -204,12 +204,12 @@ def open_links(cfg):
     for link in _links:
         link.close()
     lan_cfg, wan_cfg = cfg["lan"], cfg["wan"]
-    mtu = cfg.get("mtu", 1500)
-    _shared = Frame(mtu)
+    lan_mtu, wan_mtu = lan_cfg["mtu"], wan_cfg["mtu"]  # each link's own (config.py)
+    _shared = Frame(max(lan_mtu, wan_mtu))
     lan = EthernetLink("lan", LAN_IF, lan_cfg["addr"], lan_cfg["mask"], lan_cfg.get("gateway"),
-                       mtu, _shared)
+                       lan_mtu, _shared)
     wan = EthernetLink("wan", WAN_IF, wan_cfg["addr"], wan_cfg["mask"], wan_cfg.get("gateway"),
-                       mtu, _shared)
+                       wan_mtu, _shared)
     gc.collect()
     gc.threshold(GC_THRESHOLD)
     _poller = select.poll()
