@@ -229,8 +229,14 @@ def validate(raw, strict=False):
     cfg["ports"] = _ports(raw.get("ports", d["ports"]), d["ports"], problems)
     cfg["table"] = _table(raw.get("table", d["table"]), d["table"], problems)
     cfg["mtu"] = _mtu(raw.get("mtu", d["mtu"]), d["mtu"], problems)
-    for name in ("lan", "wan"):
-        cfg[name].setdefault("mtu", cfg["mtu"])
+    for name in ("lan", "wan"):  # a link's own MTU, else "mtu"
+        sec = raw.get(name)
+        v = sec.get("mtu", cfg["mtu"]) if isinstance(sec, dict) else cfg["mtu"]
+        if not (is_int(v) and _MTU[0] <= v <= _MTU[1]):
+            problems.add("%s.mtu: %r must be an integer %d..%d" % ((name, v) + _MTU),
+                         "using %d" % cfg["mtu"])
+            v = cfg["mtu"]
+        cfg[name]["mtu"] = v
     cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
     cfg["nat"] = _nat(raw.get("nat", d["nat"]), d["nat"], problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
@@ -290,9 +296,6 @@ def _net(cfg, raw, d, problems):
         lan = _section(raw, "lan", ("addr", "mask"), ("mtu",)) if "lan" in raw else d["lan"]
         wan = (_section(raw, "wan", ("addr", "mask", "gateway"), ("mode", "mtu")) if "wan" in raw
                else d["wan"])
-        for name, sec in (("lan", lan), ("wan", wan)):
-            if "mtu" in sec and not (is_int(sec["mtu"]) and _MTU[0] <= sec["mtu"] <= _MTU[1]):
-                raise Bad("%s.mtu: %r must be an integer %d..%d" % ((name, sec["mtu"]) + _MTU))
         mode = wan.get("mode", d["wan"]["mode"])
         if mode not in _WAN_MODES:
             raise Bad("wan.mode: %r must be \"static\" or \"dhcp\"" % (mode,))
@@ -319,9 +322,7 @@ def _net(cfg, raw, d, problems):
     cfg["lan"] = {"addr": lan["addr"], "mask": lan["mask"], "addr_int": la, "mask_int": lm}
     cfg["wan"] = {"addr": wan["addr"], "mask": wan["mask"], "gateway": wan["gateway"],
                   "mode": mode, "addr_int": wa, "mask_int": wm, "gateway_int": gw}
-    for name, sec in (("lan", lan), ("wan", wan)):  # a link's own MTU, else "mtu" (below)
-        if "mtu" in sec:
-            cfg[name]["mtu"] = sec["mtu"]
+
 
 
 def _ports(sec, default, problems):

@@ -341,3 +341,47 @@ def test_micropython_agrees(tmp_path):
         if name != "half":  # the error text of a failed read differs between runtimes
             assert got[name][1] == want[1], name
     assert got["saved"][0] == got["good"][0]
+
+
+# ---- the NAT's behaviour and each link's MTU
+
+NAT_DEFAULT = config.defaults()["nat"]
+
+
+@pytest.mark.parametrize("path,value,named", [
+    ("nat.filtering", "full-cone", "nat.filtering: 'full-cone' must be one of endpoint, address"),
+    ("nat.share", 0, "nat.share: 0 must be a percentage"),
+    ("nat.share", 101, "nat.share"),
+    ("nat.timeouts.udp", 119, "nat.timeouts.udp: 119 must be 120..20000 seconds"),
+    ("nat.timeouts.tcp_established", 7439, "nat.timeouts.tcp_established"),
+    ("nat.timeouts.tcp_transitory", 239, "nat.timeouts.tcp_transitory"),
+    ("nat.timeouts.icmp", 59, "nat.timeouts.icmp"),
+    ("nat.timeouts.udp", 20001, "nat.timeouts.udp"),
+    ("nat.timeouts.sctp", 5, "nat.timeouts.sctp: unknown key"),
+    ("nat.colour", 5, "nat.colour: unknown key"),
+    ("nat", "fast", "nat: must be an object"),
+    ("nat.timeouts", [], "nat.timeouts: must be an object"),
+])
+def test_bad_nat_settings_named_and_replaced(path, value, named):
+    cfg, problems = config.validate(with_change(path, value))
+    assert len(problems) == 1 and problems[0].startswith(named), problems
+    with pytest.raises(ValueError, match=named.split(":")[0].replace(".", r"\.")):
+        config.validate(with_change(path, value), strict=True)
+
+
+def test_good_nat_settings_kept():
+    cfg, problems = config.validate(copy.deepcopy(GOOD))
+    assert problems == [] and cfg["nat"] == GOOD["nat"]
+    assert config.validate({})[0]["nat"] == NAT_DEFAULT
+
+
+def test_each_link_has_its_own_mtu():
+    raw = copy.deepcopy(GOOD)
+    raw["wan"]["mtu"] = 1280
+    cfg, problems = config.validate(raw)
+    assert problems == [] and (cfg["lan"]["mtu"], cfg["wan"]["mtu"]) == (1400, 1280)
+    assert config.to_file(cfg)["wan"]["mtu"] == 1280 and "mtu" not in config.to_file(cfg)["lan"]
+    raw["wan"]["mtu"] = 400
+    cfg, problems = config.validate(raw)
+    assert problems == ["wan.mtu: 400 must be an integer 576..9000; using 1400"]
+    assert cfg["wan"]["addr"] == GOOD["wan"]["addr"] and cfg["wan"]["mtu"] == 1400
