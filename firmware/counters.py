@@ -34,6 +34,7 @@ NAMES = (
     "filtered_in",              # new inbound flows to a mapping the filtering admits
     "dropped_filtered",         # inbound to a mapping the filtering refuses (RFC 4787 REQ-8)
     "dropped_table_full",       # no room for a new flow under the fairness rules (nat/room.py)
+    "fragmented",               # packets sent as fragments: too long for the link, DF clear
 )
 
 C_RX_LAN = const(0)
@@ -64,3 +65,4 @@ C_HAIRPIN = const(24)
 C_FILTER_IN = const(25)
 C_FILTERED = const(26)
 C_FULL = const(27)
+C_FRAGMENTED = const(28)

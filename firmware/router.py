@@ -24,9 +24,10 @@ from counters import (NAMES as COUNTERS, C_RX_LAN, C_RX_WAN, C_FLOWS_ADDED,
                       C_FORWARDS_HIT, C_ECHO, C_MALFORMED, C_TO_ROUTER, C_ICMP_ERROR,
                       C_UNSOLICITED, C_CANNOT_NAT, C_OVERLAP, C_TOO_BIG, C_TTL_SENT,
                       C_TTL_LIMITED, C_TTL_SILENT, C_FRAG_NEEDED, C_ERRORS, C_HAIRPIN,
-                      C_FILTER_IN, C_FILTERED, C_FULL)
+                      C_FILTER_IN, C_FILTERED, C_FULL, C_FRAGMENTED)
 from icmp import ErrorBuilder, echo_reply_in_place, TIME_EXCEEDED, UNREACHABLE, FRAG_NEEDED
 from portgen import PortGen
+import fragments
 import screen
 
 BATCH = 32          # packets drained from each link per loop iteration
@@ -58,6 +59,8 @@ _F_FRAG = const(10)
 _K_QUERY = const(3)
 _K_ERROR = const(4)
 _FRAG_DF = const(0x4000)
+_FRAG_MF = const(0x2000)
+_FRAG_OFFSET = const(0x1FFF)
 _C_OUT = const(2)
 _C_IN = const(3)
 _IP_TTL = const(8)
@@ -110,6 +113,12 @@ class Router:
         elif len(buf) < size:
             raise ValueError("receive buffer of %d bytes for an MTU of %d" % (len(buf), size))
         self._buf = buf
+        # Fragments (fragments.py): tracked datagrams, held out-of-order pieces, and a
+        # buffer to cut packets too long for a link into. Side 0 is the LAN, 1 the WAN.
+        self.frags = fragments.Fragments(ms=ms)
+        self._frag_out = bytearray(size)
+        self._links = (lan, wan)
+        self._sends = (self._lan_send, self._wan_send)
         self._pkt = nat.Packet()
         self._pkt.bind(buf)
         self._f = self._pkt.fields
@@ -259,6 +268,7 @@ class Router:
     def _chores(self):
         """Once a second: what runs on time, not per packet."""
         self.table.expire(EXPIRE_SCAN)
+        self.frags.expire()
         if self.dhcp is not None:
             self.dhcp.tick()
 
@@ -474,11 +484,14 @@ class Router:
             self._send_new(self.lan, _C_IN)
 
     def _send_new(self, link, counter):
-        """Translate and send the packet whose flow was just added."""
+        """Translate and send the packet whose flow was just added (a first fragment's
+        translation is noted for the rest of its datagram)."""
         st = self.table.translate(self._pkt)
         if st == _OK:
-            link.send(self._buf, self._f[_F_LEN])
+            side = 0 if link is self.lan else 1
+            self._send_sized(side, self._buf, self._f[_F_LEN])
             self._c[counter] += 1
+            self._first_sent(side)
         else:
             self._c[C_ERRORS] += 1  # the flow just added must match: an engine bug
             self.last_error = "translate after add: %s" % nat.status_name(st)
@@ -493,34 +506,79 @@ class Router:
         (an unsolicited one must not: RFC 5382 REQ-4): with DF set, Fragmentation
         Needed from the WAN address (RFC 1191, RFC 4787 REQ-13), quoting the packet as it
         came; without, it is fragmented onto the LAN."""
-        f = self._f
-        df = f[_F_FRAG] & _FRAG_DF
+        if not self._f[_F_FRAG] & _FRAG_DF:
+            self._pass_slow(1)
+            return
         n = 0
-        if df and self._may_send_error():  # the quote, before translation rewrites it
+        if self._may_send_error():  # the quote, before translation rewrites it
             n = self._errors.build(self._buf, self._wan_hi, self._wan_lo, UNREACHABLE,
                                    FRAG_NEEDED, self._lan_mtu)
         self._c[C_TOO_BIG] += 1
-        if self.table.translate(self._pkt) != _OK:
-            return
-        if not df:
-            self._fragment_out(self.lan, self._lan_mtu)
-        elif n and self._errors.allow():
+        if self.table.translate(self._pkt) == _OK and n and self._errors.allow():
             self.wan.send(self._errors.buf, n)
             self._c[C_FRAG_NEEDED] += 1
 
     def _fragment(self, came, goes):
-        """A fragment: the fragment tracker translates it (fragments.py)."""
-        self._c[C_CANNOT_NAT] += 1
+        self._pass_slow(0 if came is self.lan else 1)
 
-    def _fragment_out(self, link, mtu):
-        """Send the translated packet in the buffer as fragments of at most mtu bytes."""
-        self._c[C_TOO_BIG] += 0
+    def _pass_slow(self, side_in):
+        """A fragment, or a DF-clear packet too long for the way out: a first fragment
+        (it has the ports) is translated by the engine and its translation noted, so the
+        later ones follow it in any order (RFC 4787 REQ-14); what is too long for the
+        link out is cut into fragments (REQ-13)."""
+        buf = self._buf
+        f = self._f
+        fr = self.frags
+        n = f[_F_LEN]
+        if f[_F_FRAG] & _FRAG_OFFSET:  # a later fragment: no ports, the tracker knows it
+            if fr.later(buf, n) == fragments.READY:
+                self._send_sized(fr.side, buf, n)
+            return
+        fr.note(buf)
+        st = self.table.translate(self._pkt)
+        if st == _OK:
+            out = 1 - side_in
+            self._send_sized(out, buf, n)
+            self._c[_C_IN if out == 0 else _C_OUT] += 1
+            self._first_sent(out)
+        elif side_in == 0:
+            self._lan_untranslated(st)
+        else:
+            self._wan_untranslated(st)
+
+    def _first_sent(self, side):
+        """After a first fragment left: note its translation, then send the later
+        fragments that waited for it (the receive buffer is free again)."""
+        buf = self._buf
+        fr = self.frags
+        if self._f[_F_FRAG] & _FRAG_MF and fr.first(buf, self._f[_F_LEN], side):
+            n = fr.next_ready(buf)
+            while n:
+                self._send_sized(fr.side, buf, n)
+                n = fr.next_ready(buf)
+
+    def _send_sized(self, side, buf, n):
+        """Send on side 0 (LAN) or 1 (WAN), cut into fragments when too long."""
+        if n <= self._links[side].mtu:
+            self._sends[side](buf, n)
+            return
+        got = fragments.fragment(buf, n, self._links[side].mtu, self._frag_out,
+                                 self._sends[side])
+        if got > 0:
+            self._c[C_FRAGMENTED] += 1
+        elif got == fragments.DF_SET:
+            self._c[C_TOO_BIG] += 1  # a later fragment with DF: no ICMP about it
+        else:
+            self._c[C_MALFORMED] += 1
 
     def _too_big(self):
-        """A LAN packet longer than the WAN's MTU. With DF set, tell the sender the MTU
-        (RFC 1191, RFC 4787 REQ-13); fragmenting DF=0 packets is not implemented."""
+        """A LAN packet longer than the WAN's MTU: with DF set, tell the sender the MTU
+        (RFC 1191, RFC 4787 REQ-13); else it leaves in fragments."""
+        if not self._f[_F_FRAG] & _FRAG_DF:
+            self._pass_slow(0)
+            return
         self._c[C_TOO_BIG] += 1
-        if self._f[_F_FRAG] & _FRAG_DF and self._may_send_error() and self._errors.allow():
+        if self._may_send_error() and self._errors.allow():
             n = self._errors.build(self._buf, self._lan_hi, self._lan_lo, UNREACHABLE,
                                    FRAG_NEEDED, self._wan_mtu)
             self.lan.send(self._errors.buf, n)
@@ -588,6 +646,7 @@ class Router:
         for proto, name in _PROTO_NAMES:
             d["flows_" + name] = self.table.count(proto)
             d["capacity_" + name] = self.table.capacity(proto)
+        d.update(self.frags.counters())
         return d
 
     def flows(self):

@@ -435,9 +435,10 @@ def test_no_time_exceeded_for_errors_and_later_fragments(net):
     before = net.counters()
     for pkt in silent:
         assert net.from_lan(pkt) == ([], [])
-    # The error quotes no flow: dropped as such, before its TTL matters.
+    # The error quotes no flow: dropped as such, before its TTL matters. The later
+    # fragment's TTL ends it in the fragment tracker, silently (RFC 1812 4.3.2.7).
     assert changed(before, net.counters()) == {"rx_lan": 2, "dropped_icmp_error": 1,
-                                               "ttl_exceeded_silent": 1}
+                                               "frag_dropped_ttl": 1}
     # The first fragment does get one.
     lan_out, _ = net.from_lan(IP(src=HOST1, dst=SERVER, ttl=1, flags="MF") / UDP() / b"1st")
     assert lan_out[0][ICMP].type == 11
@@ -454,9 +455,20 @@ def test_too_big_with_df_gets_frag_needed():
     assert (err.src, err[ICMP].type, err[ICMP].code, err[ICMP].nexthopmtu) == (
         LAN_ADDR, 3, 4, 1000)
     assert_checksums(err)
-    assert net.from_lan(IP(src=HOST1, dst=SERVER) / UDP() / (b"z" * 1200)) == ([], [])
     c = net.counters()
-    assert (c["dropped_too_big"], c["frag_needed_sent"]) == (2, 1)
+    assert (c["dropped_too_big"], c["frag_needed_sent"]) == (1, 1)
+
+
+def test_too_big_without_df_leaves_in_fragments():
+    from scapy.layers.inet import defragment
+    net = Net(wan_mtu=1000)
+    lan_out, wan_out = net.from_lan(IP(src=HOST1, dst=SERVER, id=77) / UDP(sport=4000, dport=2)
+                                    / (b"z" * 1200))
+    assert lan_out == [] and len(wan_out) == 2 and all(len(raw(p)) <= 1000 for p in wan_out)
+    whole = defragment(wan_out)[0]
+    assert (whole.src, whole[UDP].sport, whole[UDP].load) == (WAN_ADDR, 4000, b"z" * 1200)
+    assert_checksums(IP(raw(whole)))
+    assert net.counters()["fragmented"] == 1
 
 
 # ---- counters, flows, the loop, start()
