@@ -15,6 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Boards that run the firmware from source on the host (the unix port), not on a device.
 HOST_BOARDS = ("vboard",)
+# Build scripts in a board's directory, run by MicroPython's build (tools/manifestfile.py)
+# on the host: never on a device.
+BUILD_FILES = ("manifest.py",)
+ESP32_BOARDS = ("WT32_ETH01", "OLIMEX_ESP32_POE", "ESP32_GENERIC")
 
 
 class CompileError(RuntimeError):
@@ -27,7 +31,7 @@ def device_sources():
     for board in sorted(p for p in (ROOT / "boards").glob("*") if p.is_dir()):
         if board.name not in HOST_BOARDS:
             files += sorted(board.rglob("*.py"))
-    return [f for f in files if "__pycache__" not in f.parts]
+    return [f for f in files if "__pycache__" not in f.parts and f.name not in BUILD_FILES]
 
 
 def _name(path):
@@ -89,6 +93,18 @@ def test_device_code_compiles(march):
     expected = [f for f in device_sources() if march or not needs_arch(f)]
     assert len(sizes) == len(expected) and total == sum(sizes.values()) > 0
     assert any(name.startswith("firmware/nat/") for name in sizes)
+
+
+def test_esp32_boards_modules_compile_for_the_esp32():
+    # What the ESP32 images freeze besides firmware/: the shared board module and each
+    # board's board.py, compiled as the port's build compiles them (-march=xtensawin).
+    files = [ROOT / "boards" / "esp32_common" / "esp32board.py"] + [
+        ROOT / "boards" / b / "board.py" for b in ESP32_BOARDS]
+    assert set(files) <= set(device_sources())
+    sizes = {}
+    assert compile_all("xtensawin", files=files, sizes=sizes) > 0
+    assert sorted(sizes) == sorted(_name(f) for f in files)
+    assert not any(f.name in BUILD_FILES for f in device_sources())
 
 
 def test_only_native_code_needs_an_architecture(tmp_path):

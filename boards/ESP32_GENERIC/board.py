@@ -1,0 +1,27 @@
+# Any ESP32 module (ESP32-WROOM-32, DevKitC...): Wi-Fi only. The station is the WAN
+# (wifi.sta_ssid, wifi.sta_key), the access point the LAN, on one radio. The board
+# interface (boards/README.md) is esp32board's (boards/esp32_common/, frozen into this
+# board's firmware with everything else); this file names the hardware and the defaults.
+#
+# One radio for both: once the station has joined, the access point moves to the
+# upstream network's channel (wifi.ap_channel only holds until then) and clients that
+# were on another channel reconnect; every forwarded packet crosses the air twice, so
+# the throughput is at most half of one link's, less than that with retries; power
+# saving is off (it would hold packets until the next beacon).
+import esp32board
+from esp32board import counters, open_links, start, wait  # noqa: F401  the board interface
+
+CONFIG_PATH = "natrouter.json"
+LAN_DHCP = False  # ESP-IDF's DHCP server serves the access point (esp32board.AccessPoint)
+
+# Flow table sizes that fit the heap with the station and the access point up, no
+# Ethernet DMA buffers (README: the router's heap at these sizes, measured on the
+# 32-bit WASI MicroPython).
+DEFAULTS = {"table": {"tcp": 224, "udp": 112, "icmp": 32}}
+
+esp32board.setup(
+    "ESP32 (Wi-Fi)",
+    wan=esp32board.Station(),
+    lan=esp32board.AccessPoint(),
+    defaults=DEFAULTS,
+)

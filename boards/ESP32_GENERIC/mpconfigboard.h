@@ -1,0 +1,10 @@
+// natrouter's ESP32 Wi-Fi (boards/ESP32_GENERIC/board.py): MicroPython's ESP32 port, no
+// Bluetooth (its controller's DRAM goes to the heap), no mDNS (its task and buffers
+// too; the router needs no .local name). natlink comes in as a user C module
+// (boards/natlink/).
+#define MICROPY_HW_BOARD_NAME "ESP32 Wi-Fi (natrouter)"
+#define MICROPY_HW_MCU_NAME "ESP32"
+
+#define MICROPY_PY_BLUETOOTH (0)
+#define MICROPY_HW_ENABLE_MDNS_QUERIES (0)
+#define MICROPY_HW_ENABLE_MDNS_RESPONDER (0)

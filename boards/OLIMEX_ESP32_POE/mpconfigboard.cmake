@@ -1,0 +1,13 @@
+# natrouter's Olimex ESP32-POE, an out-of-tree board of MicroPython's ESP32 port (v1.28):
+#   make -C <micropython>/ports/esp32 BOARD_DIR=<natrouter>/boards/OLIMEX_ESP32_POE \
+#        USER_C_MODULES=<natrouter>/boards/natlink/micropython.cmake
+# (tools/build.py OLIMEX_ESP32_POE runs it). No Bluetooth: without sdkconfig.ble the BT
+# controller's reserved DRAM is left to the heap.
+set(IDF_TARGET esp32)
+
+set(SDKCONFIG_DEFAULTS
+    boards/sdkconfig.base
+    ${MICROPY_BOARD_DIR}/sdkconfig.board
+)
+
+set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)

@@ -1,0 +1,26 @@
+# WT32-ETH01 (Wireless-Tag): an ESP32-D0WD with a LAN8720 Ethernet PHY. The Ethernet
+# port is the WAN, the Wi-Fi access point the LAN. The board interface
+# (boards/README.md) is esp32board's (boards/esp32_common/, frozen into this board's
+# firmware with everything else); this file names the hardware and the defaults.
+#
+# LAN8720 at PHY address 1 (MDC GPIO23, MDIO GPIO18). Its 50 MHz RMII clock comes from
+# an oscillator into GPIO0, a strapping pin: running at reset it could put the chip in
+# its download mode, so on revision 1.4 GPIO16 enables the oscillator, which
+# network.LAN(power=...) drives high only once the firmware is up. (Where GPIO16 is not
+# wired to it, driving it does nothing.)
+import esp32board
+from esp32board import counters, open_links, start, wait  # noqa: F401  the board interface
+
+CONFIG_PATH = "natrouter.json"
+LAN_DHCP = False  # ESP-IDF's DHCP server serves the access point (esp32board.AccessPoint)
+
+# Flow table sizes that fit the heap with Ethernet and Wi-Fi up (README: the router's
+# heap at these sizes, measured on the 32-bit WASI MicroPython).
+DEFAULTS = {"table": {"tcp": 192, "udp": 96, "icmp": 32}}
+
+esp32board.setup(
+    "WT32-ETH01",
+    wan=esp32board.Ethernet(mdc=23, mdio=18, phy_addr=1, power=16, ref_clk=0, ref_clk_out=False),
+    lan=esp32board.AccessPoint(),
+    defaults=DEFAULTS,
+)
