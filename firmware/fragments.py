@@ -11,8 +11,8 @@
 #   checksum by RFC 1624) and sent where the first went; one that comes before its first
 #   fragment is held in a fixed pool until the first comes (RFC 4787 REQ-14: fragments
 #   in any order), or dropped when its time runs out (RFC 791's reassembly timer).
-# - fragment(): splits a DF=0 packet too long for the outgoing link (RFC 4787 REQ-13,
-#   RFC 791 3.2 "Fragmentation"), also a packet that is itself a fragment.
+# - fragment() (fragmenter.py, re-exported here): splits a DF=0 packet too long for the
+#   outgoing link (RFC 4787 REQ-13, RFC 791 3.2), also a packet that is itself a fragment.
 #
 #   fr = Fragments()                    # once: everything it will ever use
 #   fr.note(buf)                        # a first fragment, before the engine translates it
@@ -38,16 +38,13 @@
 from array import array
 
 from compat import const, ticks_diff, ticks_ms
-from nat.checksum import fold, sum16
+from fragmenter import BAD, DF_SET, fragment, ip_header_length  # noqa: F401 (one API)
+from nat.checksum import fold, put16
 
 # later() verdicts
 READY = const(1)     # rewritten in place: send buf[0:n] out of the link `tracker.side`
 HELD = const(2)      # kept until its first fragment comes (or its time runs out)
 DROPPED = const(3)   # dropped and counted
-
-# fragment() results besides the number of pieces sent
-DF_SET = const(-1)   # too long, and DF forbids fragmenting (send Fragmentation Needed)
-BAD = const(-2)      # not a usable IPv4 packet, an MTU too small, or offsets past 64 KB
 
 # Counters, in order (Fragments.counters() names them; prefixed, so the router can merge
 # them into its own counters()).
@@ -105,32 +102,9 @@ _IP_TTL = const(8)
 _IP_PROTO = const(9)
 _IP_CSUM = const(10)
 _IP_SRC = const(12)
-_DF = const(0x4000)
 _MF = const(0x2000)
 _OFFSET = const(0x1FFF)
 _TCP = const(6)
-
-
-def _put16(b, at, v):
-    b[at] = v >> 8
-    b[at + 1] = v & 0xFF
-
-
-def _header(buf, n):
-    """The header length of the IPv4 packet buf[0:n], or 0 when it is not one a router
-    forwards (RFC 1812 5.2.2: version, IHL, total length, header checksum)."""
-    if n < 20 or n > len(buf):
-        return 0
-    b0 = buf[0]
-    hl = (b0 & 15) << 2
-    if b0 >> 4 != 4 or hl < 20:
-        return 0
-    tl = buf[_IP_LEN] << 8 | buf[_IP_LEN + 1]
-    if tl < hl or tl > n:
-        return 0
-    if sum16(buf, 0, hl) != 0xFFFF:
-        return 0
-    return hl
 
 
 class Fragments:
@@ -211,7 +185,7 @@ class Fragments:
         (offset 0, MF), remember the translation, keyed by the addresses note() kept.
         Returns how many held later fragments of its datagram next_ready() now hands
         out; 0 for an unfragmented packet (nothing recorded)."""
-        hl = _header(buf, n)
+        hl = ip_header_length(buf, n)
         if not hl:
             return 0
         frag = buf[_IP_FRAG] << 8 | buf[_IP_FRAG + 1]
@@ -246,7 +220,7 @@ class Fragments:
         READY: rewritten in place, send buf[0:total length] out of link self.side.
         HELD: copied into the pool, buf is free. DROPPED: counted."""
         c = self._c
-        hl = _header(buf, n)
+        hl = ip_header_length(buf, n)
         if not hl:
             c[_FC_MALFORMED] += 1
             return DROPPED
@@ -580,102 +554,4 @@ def _rewrite(buf, x, k):
         buf[j + 1] = x[k + 1]
         s += x[k] << 8 | x[k + 1]
         k += 2
-    _put16(buf, _IP_CSUM, fold(s) ^ 0xFFFF)
-
-
-def fragment(buf, n, mtu, out, emit):
-    """Split the IPv4 packet buf[0:n] into pieces of at most mtu bytes built one by one
-    in `out` (another buffer than buf, at least mtu long) and handed to emit(out, length)
-    (the link's send). RFC 791 3.2: data in multiples of 8 bytes, MF on every piece but
-    the last (which keeps the packet's own MF: a fragment is re-fragmented), offsets
-    added to the packet's own; the first piece carries all options, the others only
-    those with the copied flag (RFC 791 3.1). TTL, id and the payload are unchanged.
-
-    Returns the number of pieces sent (1: it fitted, sent unchanged from buf), DF_SET
-    (too long and DF set: nothing sent) or BAD (nothing sent)."""
-    hl = _header(buf, n)
-    if not hl:
-        return BAD
-    tl = buf[_IP_LEN] << 8 | buf[_IP_LEN + 1]
-    if tl <= mtu:
-        emit(buf, tl)
-        return 1
-    frag = buf[_IP_FRAG] << 8 | buf[_IP_FRAG + 1]
-    if frag & _DF:
-        return DF_SET
-    if mtu > len(out):
-        mtu = len(out)
-    off = frag & _OFFSET
-    data = tl - hl
-    if hl + (off << 3) + data > 0xFFFF:
-        return BAD   # it would reassemble past 64 KB: not ours to pass on
-    if mtu - hl < 8:
-        return BAD   # RFC 791: 68 bytes carry any header and 8 bytes of data
-    first = (mtu - hl) & 0xFFF8   # the first piece's data
-    # The later pieces' header: the copied options (type bit 0x80), padded to 32 bits.
-    copied = 0
-    i = 20
-    while i < hl:
-        o = buf[i]
-        if o == 0:
-            break
-        if o == 1:
-            i += 1
-            continue
-        if i + 1 >= hl or buf[i + 1] < 2 or i + buf[i + 1] > hl:
-            break   # a broken list: copy no more of it
-        if o & 0x80:
-            copied += buf[i + 1]
-        i += buf[i + 1]
-    hl2 = 20 + ((copied + 3) & 0xFC)
-    step = (mtu - hl2) & 0xFFF8
-    keep = frag & 0x8000   # the reserved bit as it came (DF is clear)
-    for i in range(hl + first):
-        out[i] = buf[i]
-    _finish(out, hl, hl + first, keep | _MF | off)
-    emit(out, hl + first)
-    pieces = 1
-    out[0] = 0x40 | (hl2 >> 2)   # out[1:20] already hold the packet's fixed header
-    j = 20
-    i = 20
-    while i < hl:
-        o = buf[i]
-        if o == 0:
-            break
-        if o == 1:
-            i += 1
-            continue
-        if i + 1 >= hl or buf[i + 1] < 2 or i + buf[i + 1] > hl:
-            break
-        ln = buf[i + 1]
-        if o & 0x80:
-            for m in range(ln):
-                out[j + m] = buf[i + m]
-            j += ln
-        i += ln
-    while j < hl2:
-        out[j] = 0   # end of option list
-        j += 1
-    pos = first
-    while pos < data:
-        k = data - pos
-        mf = frag & _MF
-        if k > step:
-            k = step
-            mf = _MF
-        src = hl + pos
-        for i in range(k):
-            out[hl2 + i] = buf[src + i]
-        _finish(out, hl2, hl2 + k, keep | mf | (off + (pos >> 3)))
-        emit(out, hl2 + k)
-        pieces += 1
-        pos += k
-    return pieces
-
-
-def _finish(out, hl, tl, frag):
-    _put16(out, _IP_LEN, tl)
-    _put16(out, _IP_FRAG, frag)
-    out[_IP_CSUM] = 0
-    out[_IP_CSUM + 1] = 0
-    _put16(out, _IP_CSUM, sum16(out, 0, hl) ^ 0xFFFF)
+    put16(buf, _IP_CSUM, fold(s) ^ 0xFFFF)
