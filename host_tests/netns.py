@@ -9,13 +9,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from topology import FIRMWARE, Topology, Unavailable, check_host
+from topology import FIRMWARE, Topology, Unavailable, check_board, check_host
 
 
-def skip_reason():
-    """Why the virtual board cannot run here, or None."""
+def skip_reason(board="vboard"):
+    """Why the virtual board (or `board`, see topology.BOARD_NAMES) cannot run here, or None."""
     try:
         check_host()
+        check_board(board)
     except Unavailable as e:
         return str(e)
     if not (FIRMWARE / "main.py").exists():
@@ -28,18 +29,21 @@ def unique_prefix(tag="t"):
 
 
 @contextmanager
-def topology(tag="t", start=True):
+def topology(tag="t", start=True, board="vboard"):
     """A built topology (board running unless start=False); removed on exit."""
-    reason = skip_reason()
+    reason = skip_reason(board)
     if reason:
-        pytest.skip("virtual board: " + reason)
-    topo = Topology(unique_prefix(tag), log=lambda *a: None)
+        pytest.skip("%s: %s" % ("virtual board" if board == "vboard" else board, reason))
+    topo = Topology(unique_prefix(tag), log=lambda *a: None, board=board)
     try:
         topo.up(start=start)
         yield topo
     except BaseException:
         if topo.console is not None:  # the board's own words help most
             sys.stderr.write("--- board console ---\n%s\n" % topo.console.text())
+        host_log = topo.workdir / "lwip_host.log"
+        if host_log.exists():
+            sys.stderr.write("--- lwip_host.log ---\n%s\n" % host_log.read_text()[-4000:])
         raise
     finally:
         topo.down()

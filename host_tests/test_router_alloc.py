@@ -29,6 +29,9 @@ def results(runtime):
             elif line.startswith("FLOWS "):
                 _, listed, capacity, proto = line.split()
                 cases["flows"] = (int(listed), int(capacity), proto)
+            elif line.startswith("DRAIN "):
+                _, kind, core_name = line.split()
+                cases["drain"] = (kind, core_name)
         _results[runtime] = cases
     if isinstance(_results[runtime], Exception):
         raise _results[runtime]
@@ -55,3 +58,12 @@ def test_loop_iteration_allocates_nothing(runtime):
 def test_flows_listing_on_micropython(runtime):
     listed, capacity, proto = results(runtime)["flows"]
     assert listed == capacity and proto in ("tcp", "udp", "icmp")
+
+
+@pytest.mark.parametrize("runtime", ["unix", "wasi"])
+def test_drain_loops_native_where_the_port_has_emitters(runtime):
+    # A bytecode function of more than 11 words of state gets its frame from the heap on
+    # each call (py/objfun.c): where native emitters exist the drains are machine code
+    # (_router_native.py); the WASI build has none and runs the bytecode twins.
+    expect = ("native", "viper") if runtime == "unix" else ("bytecode", "python")
+    assert results(runtime)["drain"] == expect

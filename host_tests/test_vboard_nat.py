@@ -121,6 +121,24 @@ def test_a_udp_mapping_outlives_125_idle_seconds_not_its_timeout(vtopo):
     assert wait_for(301) == "NOTHING"                       # the default 300 s are over
 
 
+def test_4000_byte_datagrams_cross_both_ways_and_in_reversed_fragment_order(vtopo):
+    with background(vtopo.serve(vtopo.srv, "udp", 17, "srv")):
+        reply = vtopo.talk(vtopo.lan1, "udp", SRV, 17, ["x" * 4000], sport=46000)[0]
+    # out in 3 fragments, the echo (4000 bytes and more) back in 3 fragments
+    assert reply.startswith("srv " + "x" * 4000 + " from %s:46000" % WAN), reply[-40:]
+    waiter = vtopo.peer_bg(vtopo.lan1, "udp_wait.py", 46001, SRV, 9001, 5, stdin=subprocess.PIPE)
+    with background(waiter):
+        assert waiter.stdout.readline().strip() == "SENT"
+        time.sleep(0.3)
+        assert vtopo.peer(vtopo.srv, "frag_send.py", 9001, WAN, 46001, 4000).stdout.strip() == "5"
+        waiter.stdin.write("\n")
+        waiter.stdin.flush()
+        got = waiter.communicate(timeout=15)[0].strip()
+    assert got == "GOT 4000 bytes abcdefghij..abcdefghij from %s:9001" % SRV, got
+    frags = eval(on_board(vtopo, "import manage; print(repr(manage.status()['counters']))"))
+    assert frags["frag_held"] >= 4 and frags["frag_released"] >= 4, frags
+
+
 def test_path_mtu_discovery_across_a_1280_byte_wan_link(vtopo):
     with background(vtopo.popen(vtopo.srv, "python3", "-m", "http.server", "-b", SRV, "8001",
                                 "-d", str(vtopo.workdir), stdout=subprocess.DEVNULL,

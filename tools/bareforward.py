@@ -72,10 +72,9 @@ class Direction:
 
 
 def through_links(seconds):
-    import json
     import board
-    with open(board.CONFIG_PATH) as f:
-        cfg = json.load(f)
+    import config
+    cfg = config.load(board.CONFIG_PATH)[0]  # as the firmware loads it (each link's MTU...)
     lan, wan = board.open_links(cfg)
     buf = board.packet_buffer()  # as the router gets it
     print("forwarding")

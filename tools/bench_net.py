@@ -8,7 +8,11 @@ In one run, on one topology (tools/topology.py), iperf3 from <p>-lan1 to <p>-srv
   (b) tools/bareforward.py on the same links: a bare MicroPython frame forwarder,
       no ARP, no parsing, no translation (the ceiling for (a)); and, to split (a)'s
       cost, bareforward.py --links: the board's links (ARP, framing), no router;
-  (c) the Linux kernel of <p>-rtr doing the NAT (nftables masquerade).
+  (c) the Linux kernel of <p>-rtr doing the NAT (nftables masquerade);
+  (a2) the lwIP host board (boards/lwip_host): the same firmware with Debian's lwIP and
+      natlink in a host program, as on an ESP32; and its links alone (bareforward.py
+      --links through them: lwIP, natlink, the sockets, no router). Skipped when the
+      host program is not built (make lwip-host).
 TCP throughput in Mbit/s, and small-UDP packets per second (64-byte payloads, sent as
 fast as iperf3 can) as received by the server. Needs root, `ip netns`, iperf3, nft.
 """
@@ -28,6 +32,8 @@ from topology import LAN_GW, SRV, WAN, ISP_WAN
 TOOLS = Path(__file__).resolve().parent
 LAN_NET = "192.168.4.0/24"
 REPEAT = 3
+FIRMWARE_COMMS = ("micropython",)
+LWIP_COMMS = ("micropython", "lwip_host")  # the firmware and the host program (lwIP, natlink)
 
 
 def cpu_split():
@@ -46,12 +52,13 @@ def pin_router(topo):
             sh("taskset", "-a", "-p", "-c", split[0], pid, check=False)
 
 
-def forwarder_cpu_seconds(topo):
-    """CPU time (user + system, all threads) of the MicroPython processes in <p>-rtr."""
+def forwarder_cpu_seconds(topo, comms=FIRMWARE_COMMS):
+    """CPU time (user + system, all threads) of the MicroPython processes in <p>-rtr (and
+    of the other programs named in comms)."""
     total = 0
     for pid in sh("ip", "netns", "pids", topo.rtr).stdout.split():
         try:
-            if Path("/proc/%s/comm" % pid).read_text().strip() != "micropython":
+            if Path("/proc/%s/comm" % pid).read_text().strip() not in comms:
                 continue
             fields = Path("/proc/%s/stat" % pid).read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -60,16 +67,16 @@ def forwarder_cpu_seconds(topo):
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def iperf(topo, seconds, udp=False):
+def iperf(topo, seconds, udp=False, comms=FIRMWARE_COMMS):
     """One iperf3 run lan1 -> srv: Mbit/s (TCP), or (UDP) the tuple below; None if it failed."""
     split = cpu_split()
     args = (["taskset", "-c", split[1]] if split else []) + [
         "iperf3", "-c", SRV, "-t", seconds, "-J", "--connect-timeout", "3000"]
     if udp:
         args += ["-u", "-b", "0", "-l", "64"]
-    arrived, cpu = srv_rx_packets(topo), forwarder_cpu_seconds(topo)
+    arrived, cpu = srv_rx_packets(topo), forwarder_cpu_seconds(topo, comms)
     proc = topo.run(topo.lan1, *args, check=False, timeout=seconds + 30)
-    arrived, cpu = srv_rx_packets(topo) - arrived, forwarder_cpu_seconds(topo) - cpu
+    arrived, cpu = srv_rx_packets(topo) - arrived, forwarder_cpu_seconds(topo, comms) - cpu
     try:
         end = json.loads(proc.stdout)["end"]
     except (ValueError, KeyError):
@@ -89,10 +96,11 @@ def srv_rx_packets(topo):
     return int(topo.run(topo.srv, "cat", "/sys/class/net/eth0/statistics/rx_packets").stdout)
 
 
-def measure(topo, name, seconds, results):
+def measure(topo, name, seconds, results, comms=FIRMWARE_COMMS):
     """Best of REPEAT runs: the machine's other load only ever makes a run slower."""
-    tcps = [iperf(topo, seconds) for _ in range(REPEAT)]
-    udps = [iperf(topo, seconds, udp=True) or (None, None, None) for _ in range(REPEAT)]
+    tcps = [iperf(topo, seconds, comms=comms) for _ in range(REPEAT)]
+    udps = [iperf(topo, seconds, udp=True, comms=comms) or (None, None, None)
+            for _ in range(REPEAT)]
     tcp = max((t for t in tcps if t is not None), default=None)
     udp, sent, _ = max((u for u in udps if u[0] is not None), default=(None, None, None))
     cost = min((u[2] for u in udps if u[2] is not None), default=None)
@@ -118,12 +126,12 @@ def run_board(topo, seconds, results):
         topo.stop_board()
 
 
-def run_bare(topo, seconds, results, links=False):
+def run_bare(topo, seconds, results, links=False, name=None, comms=FIRMWARE_COMMS):
     # nothing is translated: the ISP routes the LAN back to the WAN address; without
     # the board's ARP, the neighbours on both sides hold static entries
     limit = seconds * 4 + 60
     if links:
-        env = dict(os.environ, MICROPYPATH="%s:.frozen" % topo.flash)
+        env = dict(os.environ, MICROPYPATH="%s:.frozen" % topo.flash, **topo.board_env())
         args = ["--links", limit]
     else:
         env = None
@@ -141,7 +149,7 @@ def run_bare(topo, seconds, results, links=False):
         pin_router(topo)
         if not topo.ping(topo.lan1, SRV, count=1, wait=2):
             raise RuntimeError("no ping through bareforward.py")
-        measure(topo, "links" if links else "bare", seconds, results)
+        measure(topo, name or ("links" if links else "bare"), seconds, results, comms)
     finally:
         fwd.terminate()
         fwd.wait(5)
@@ -152,6 +160,40 @@ def run_bare(topo, seconds, results, links=False):
 
 def run_links(topo, seconds, results):
     run_bare(topo, seconds, results, links=True)
+
+
+def use_board(topo, board):
+    """The topology's board from now on; its flash gets that board's files."""
+    topo.board = board
+    topo.install_flash()
+
+
+def run_lwip(topo, seconds, results):
+    use_board(topo, "lwip_host")
+    try:
+        topo.start_board()  # the host program first, then the firmware
+        pin_router(topo)
+        try:
+            measure(topo, "lwip", seconds, results, LWIP_COMMS)
+            say("lwIP host board counters: %s" % topo.exec_on_board(
+                "import board, router; print(board.counters()); print(router.running.counters())"
+            ).strip().replace("\n", "\n  "))
+        finally:
+            topo.stop_board()
+    finally:
+        use_board(topo, "vboard")
+
+
+def run_lwip_links(topo, seconds, results):
+    use_board(topo, "lwip_host")
+    try:
+        topo.start_lwip_host()
+        try:
+            run_bare(topo, seconds, results, links=True, name="lwip_links", comms=LWIP_COMMS)
+        finally:
+            topo.stop_lwip_host()
+    finally:
+        use_board(topo, "vboard")
 
 
 NFT_RULES = """
@@ -191,10 +233,12 @@ def _ratio(a, b):
 
 
 def report(results, seconds):
-    board, links, bare, kernel = (results.get(k, (None,) * 4)
-                                  for k in ("board", "links", "bare", "kernel"))
+    board, links, bare, kernel, lwip, lwip_links = (
+        results.get(k, (None,) * 4) for k in ("board", "links", "bare", "kernel", "lwip", "lwip_links"))
     rows = [("(a) virtual board, NAT (MicroPython)", board),
             ("    its links alone, no router", links),
+            ("(a2) lwIP host board, NAT (+ lwIP)", lwip),
+            ("    its links alone, no router", lwip_links),
             ("(b) bare MicroPython forwarder", bare),
             ("(c) Linux kernel NAT (nftables)", kernel)]
     split = cpu_split()
@@ -213,19 +257,23 @@ def report(results, seconds):
     print("UDP fwd/s: packets that reached the server's interface while iperf3 sent 64-byte")
     print("datagrams as fast as it could (when close to sent/s, the sender was the limit).")
     print("CPU us/pkt: the MicroPython process's CPU time per forwarded packet in that flood")
-    print("(the least noisy figure: it does not count time the process was not running).")
+    print("(the least noisy figure: it does not count time the process was not running);")
+    print("for (a2), the MicroPython process plus the host program (lwIP's thread, the TAP")
+    print("readers, natlink, the socket pump), all threads, user + system.")
     print()
     print("board / bare forwarder: TCP %s, UDP %s, CPU per packet %s   board / kernel: TCP %s"
           % (_ratio(board[0], bare[0]), _ratio(board[1], bare[1]), _ratio(board[3], bare[3]),
              _ratio(board[0], kernel[0])))
+    print("lwIP host board / virtual board: TCP %s, UDP %s, CPU per packet %s"
+          % (_ratio(lwip[0], board[0]), _ratio(lwip[1], board[1]), _ratio(lwip[3], board[3])))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run (1-30)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement, best kept (1-5)")
-    ap.add_argument("--only", default="board,links,bare,kernel",
-                    help="comma-separated subset of board,links,bare,kernel")
+    ap.add_argument("--only", default="board,links,lwip,lwip_links,bare,kernel",
+                    help="comma-separated subset of board,links,lwip,lwip_links,bare,kernel")
     ap.add_argument("--prefix", default="bn", help="namespace name prefix (default bn)")
     args = ap.parse_args(argv)
     seconds = max(1, min(args.seconds, 30))
@@ -252,8 +300,16 @@ def main(argv=None):
         server = topo.popen(topo.srv, *(["taskset", "-c", split[1]] if split else []),
                             "iperf3", "-s", "-B", SRV, stdout=subprocess.DEVNULL)
         time.sleep(0.5)
-        steps = {"board": run_board, "links": run_links, "bare": run_bare, "kernel": run_kernel}
+        steps = {"board": run_board, "links": run_links, "bare": run_bare, "kernel": run_kernel,
+                 "lwip": run_lwip, "lwip_links": run_lwip_links}
         wanted = [steps[k] for k in args.only.split(",") if k in steps]
+        try:
+            topology.check_board("lwip_host")
+        except topology.Unavailable as e:
+            dropped = [s for s in wanted if s in (run_lwip, run_lwip_links)]
+            if dropped:
+                say("lwIP host board skipped: %s" % e)
+            wanted = [s for s in wanted if s not in dropped]
         for step in wanted:
             try:
                 step(topo, seconds, results)

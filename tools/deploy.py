@@ -67,8 +67,18 @@ def board_dir(name):
     return path
 
 
+def frozen(board):
+    """Whether the board's image has the firmware frozen in (an ESP32 board: it has a
+    manifest.py). Then only main.py goes onto its filesystem: a copy of the modules there
+    would shadow the frozen ones and cost heap."""
+    return (board / "manifest.py").exists()
+
+
 def sources(board):
-    """{device path: local file}: the firmware, its nat package, the board's modules."""
+    """{device path: local file}: the firmware, its nat package, the board's modules;
+    for a board with the firmware frozen in, main.py alone."""
+    if frozen(board):
+        return {"main.py": FIRMWARE / "main.py"}
     files = {p.name: p for p in sorted(FIRMWARE.glob("*.py"))}
     for p in sorted((FIRMWARE / "nat").rglob("*.py")):
         if "__pycache__" not in p.parts:
@@ -327,7 +337,10 @@ def verify(dev, files, stale):
 
 
 def install_config(dev, path, data):
-    """Write the configuration unless the device has one. True when written."""
+    """Write the configuration unless the device has one (or there is none to write).
+    True when written."""
+    if data is None:
+        return False
     have = dev.hashes([path, path + ".tmp", path + ".old"])
     if have[path] != "-":
         say("%s: the device has one: kept" % path)
@@ -361,7 +374,10 @@ def deploy(args):
     board = board_dir(args.board)
     files = sources(board)
     cfg_path = config_path(board)
-    cfg = None if args.verify_only else config_bytes(args.config)
+    # A frozen board boots with its own defaults (its table sizes, its limits) when it has
+    # no configuration: only the user's file is worth writing there.
+    cfg = None if args.verify_only or (frozen(board) and args.config is None) \
+        else config_bytes(args.config)
     dev = Device(args.port)
     try:
         platform, device_mpy = dev.info()

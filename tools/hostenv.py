@@ -20,6 +20,12 @@ def micropython_binary():
     return shutil.which("micropython")
 
 
+def lwip_host_binary():
+    """The lwIP host board's host program (`make lwip-host`), or None if not built."""
+    here = ROOT / "build" / "lwip_host" / "lwip_host"
+    return str(here) if here.exists() else None
+
+
 def mpremote_command():
     """mpremote as an argv prefix."""
     here = Path(sys.executable).parent / "mpremote"

@@ -12,6 +12,11 @@ off everywhere, offloads are off on every veth, MTU 1500. Every namespace name s
 with the prefix, so runs can coexist.
 
 Needs root and `ip netns`. Never touches the root namespace's addresses or routes.
+
+Topology(board="lwip_host") runs the same firmware on the lwIP host board
+(boards/lwip_host): in <p>-rtr, a TAP device per link joined to its veth by tc, and a host
+program in which Debian's lwIP owns 192.168.4.1 and 198.51.100.2 and natlink hands the
+router its packets over Unix datagram sockets (boards/lwip_host/README.md).
 """
 import json
 import os
@@ -22,14 +27,17 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from hostenv import BOARDS, FIRMWARE, PEERS, micropython_binary, mpremote_command, sh, wait_port
+from hostenv import lwip_host_binary
 
 BOARD = BOARDS / "vboard"
 
 LAN_GW, LAN1, LAN2 = "192.168.4.1", "192.168.4.2", "192.168.4.3"
 WAN, ISP_WAN, ISP_SRV, SRV = "198.51.100.2", "198.51.100.1", "203.0.113.1", "203.0.113.10"
+SRV2 = "203.0.113.11"  # a second address of <p>-srv: a second remote for NAT behaviour tests
 FORWARD_TCP, FORWARD_UDP = 8080, 5353  # on WAN -> LAN1:80 / LAN1:5353
 
 CONFIG = {
@@ -41,6 +49,12 @@ CONFIG = {
 }
 
 OFFLOADS = ("tso", "gso", "gro", "tx", "rx", "sg")
+
+# The boards a Topology can run. On lwip_host, lwIP picks the ports of its own connections
+# from 0xC000 up: the NAT range ends below (boards/natlink/README.md, "The port split").
+BOARD_NAMES = ("vboard", "lwip_host")
+LWIP_CONFIG = dict(CONFIG, ports={"first": 1024, "last": 0xBFFF})
+LWIP_TAPS = {"lan": "tlan", "wan": "twan"}  # in <p>-rtr, beside the veths lan and wan
 
 
 class Unavailable(RuntimeError):
@@ -60,6 +74,16 @@ def check_host():
         raise Unavailable("`ip netns` does not work here")
     if micropython_binary() is None:
         raise Unavailable("the MicroPython unix port is not installed (make setup)")
+
+
+def check_board(board):
+    """Raise Unavailable with the reason when `board` cannot run here (check_host first)."""
+    if board == "lwip_host":
+        if lwip_host_binary() is None:
+            raise Unavailable("the lwIP host program is not built (make lwip-host; needs "
+                              "liblwip-dev)")
+        if shutil.which("tc") is None:
+            raise Unavailable("`tc` is not installed (iproute2)")
 
 
 
@@ -109,7 +133,10 @@ class Console:
 
 
 class Topology:
-    def __init__(self, prefix="vb", log=print):
+    def __init__(self, prefix="vb", log=print, board="vboard"):
+        if board not in BOARD_NAMES:
+            raise ValueError("board %r: one of %s" % (board, ", ".join(BOARD_NAMES)))
+        self.board = board
         self.prefix = prefix
         self.log = log
         for role in ("lan1", "lan2", "sw", "rtr", "isp", "srv"):
@@ -120,6 +147,8 @@ class Topology:
         self.pty = self.workdir / "repl"
         self.board_proc = None
         self.console = None
+        self.sockets = self.workdir / "sock"  # lwip_host: the host program's sockets
+        self.host_proc = None
 
     # ---- commands in namespaces ------------------------------------------------
 
@@ -163,6 +192,9 @@ class Topology:
             self.run(self.sw, "sysctl", "-qw", "net.bridge.bridge-nf-call-%s=0" % table,
                      check=False)
         sh("ip", "-n", self.sw, "link", "add", "name", "br0", "type", "bridge")
+        # No multicast snooping: with it the bridge joins 224.0.0.106 (RFC 4286) and sends
+        # its own IGMP reports to the LAN hosts, which would look like leaks in a capture.
+        sh("ip", "-n", self.sw, "link", "set", "dev", "br0", "type", "bridge", "mcast_snooping", "0")
         sh("ip", "-n", self.sw, "link", "set", "dev", "br0", "up")
         self._veth(self.lan1, "eth0", self.sw, "lan1", bridge=True)
         self._veth(self.lan2, "eth0", self.sw, "lan2", bridge=True)
@@ -176,6 +208,7 @@ class Topology:
         sh("ip", "-n", self.isp, "addr", "add", ISP_SRV + "/24", "dev", "srv")
         self.run(self.isp, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         sh("ip", "-n", self.srv, "addr", "add", SRV + "/24", "dev", "eth0")
+        sh("ip", "-n", self.srv, "addr", "add", SRV2 + "/24", "dev", "eth0")
         sh("ip", "-n", self.srv, "route", "add", "default", "via", ISP_SRV)
 
     def _veth(self, ns_a, name_a, ns_b, name_b, bridge=False):
@@ -196,31 +229,41 @@ class Topology:
 
     # ---- the board ---------------------------------------------------------------
 
-    def install_flash(self, config=None):
-        """The board's filesystem: firmware, nat package, board module, natrouter.json."""
+    def erase_flash(self):
+        """An empty filesystem, as on a freshly flashed board (tools/deploy.py fills it)."""
         if self.flash.exists():
             shutil.rmtree(self.flash)
         self.flash.mkdir(parents=True)
+
+    def install_flash(self, config=None):
+        """The board's filesystem: firmware, nat package, board module, natrouter.json."""
+        self.erase_flash()
         for src in FIRMWARE.glob("*.py"):
             shutil.copy(src, self.flash)
         shutil.copytree(FIRMWARE / "nat", self.flash / "nat",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for src in BOARD.glob("*.py"):
+        for src in (BOARDS / self.board).glob("*.py"):
             shutil.copy(src, self.flash)
-        (self.flash / "natrouter.json").write_text(json.dumps(config or CONFIG, indent=1))
+        default = LWIP_CONFIG if self.board == "lwip_host" else CONFIG
+        (self.flash / "natrouter.json").write_text(json.dumps(config or default, indent=1))
 
-    def start_board(self, main="main.py", ready_timeout=20, heapsize=None):
+    def start_board(self, main="main.py", ready_timeout=20, heapsize=None, empty=False):
         """Run `micropython -i <main>` in <p>-rtr on a pty; wait until 192.168.4.1 answers ping.
-        heapsize: the unix port's -X heapsize (e.g. "512K"); its default is 2M."""
+        heapsize: the unix port's -X heapsize (e.g. "512K"); its default is 2M.
+        empty: run nothing, only the REPL (a freshly flashed board); ready once it answers
+        mpremote."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, MICROPYPATH="%s:.frozen" % self.flash)
+        env.update(self.board_env())
+        if self.board == "lwip_host":
+            self.start_lwip_host()
         log = open(self.workdir / "socat.log", "ab")
-        exe = micropython_binary()
+        argv = [micropython_binary()] + (["-X", "heapsize=%s" % heapsize] if heapsize else [])
+        argv += ["-i"] + ([] if empty else [main])
         self.board_proc = subprocess.Popen(
             ["ip", "netns", "exec", self.rtr, "socat",
              "PTY,link=%s,rawer" % self.pty,
-             "EXEC:%s%s -i %s,pty,rawer,stderr,setsid" % (
-                 exe, " -X heapsize=%s" % heapsize if heapsize else "", main)],
+             "EXEC:%s,pty,rawer,stderr,setsid" % " ".join(argv)],
             cwd=self.flash, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
         log.close()
@@ -232,10 +275,19 @@ class Topology:
             if self.console is None and self.pty.exists():
                 self.console = Console(str(self.pty), self.workdir / "console.log")
                 self.console.start()
-            if self.console is not None and self.ping(self.lan1, LAN_GW, count=1, wait=1):
+            if self.console is not None and (self._repl_answers() if empty else
+                                             self.ping(self.lan1, LAN_GW, count=1, wait=1)
+                                             and self._firmware_up()):
                 return str(self.pty)
-        raise RuntimeError("the board did not answer ping on %s within %d s; its console:\n%s"
-                           % (LAN_GW, ready_timeout, self.console.text() if self.console else ""))
+        raise RuntimeError("the board did not answer %s within %d s; its console:\n%s"
+                           % ("mpremote" if empty else "ping on " + LAN_GW, ready_timeout,
+                              self.console.text() if self.console else ""))
+
+    def _repl_answers(self):
+        try:
+            return self.exec_on_board("print(6 * 7)", timeout=5).strip() == "42"
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return False
 
     def stop_board(self):
         """Stop socat and the firmware (every process left in <p>-rtr)."""
@@ -250,27 +302,147 @@ class Topology:
                 self.board_proc.kill()
         self.board_proc = None
         self._kill_in(self.rtr)
+        self.stop_lwip_host()
+
+    # ---- the lwIP host board (boards/lwip_host) -------------------------------------
+
+    def board_env(self):
+        """Environment the board's firmware needs beyond MICROPYPATH."""
+        return {"LWIP_HOST_DIR": str(self.sockets)} if self.board == "lwip_host" else {}
+
+    def _firmware_up(self):
+        # On lwip_host, lwIP answers ping of 192.168.4.1 before the firmware runs.
+        return self.board != "lwip_host" or "natrouter: LAN" in (
+            self.console.text() if self.console else "")
+
+    def wire_lwip(self):
+        """In <p>-rtr only: a TAP device per link, joined to that link's veth by tc
+        (ingress on each, mirred redirect to the other). The veth becomes a plain wire:
+        every frame goes to lwIP's netif on the TAP, whatever its MAC, and the kernel of
+        <p>-rtr sees none. lwIP's netif takes the veth's MAC, so the board keeps the
+        MAC the neighbours and the tests know (a bridge would claim that MAC itself)."""
+        for link, tap in LWIP_TAPS.items():
+            self.run(self.rtr, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
+            self.run(self.rtr, "ethtool", "-K", tap, *[x for o in OFFLOADS for x in (o, "off")],
+                     check=False)
+            sh("ip", "-n", self.rtr, "link", "set", "dev", tap, "mtu", "1500", "up")
+            for src, dst in ((link, tap), (tap, link)):
+                sh("ip", "netns", "exec", self.rtr, "tc", "qdisc", "add", "dev", src,
+                   "handle", "ffff:", "ingress")
+                sh("ip", "netns", "exec", self.rtr, "tc", "filter", "add", "dev", src,
+                   "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
+                   "action", "mirred", "egress", "redirect", "dev", dst)
+        # A unix datagram socket queues 10 datagrams by default (per namespace): room
+        # for the bursts between the host program and the firmware.
+        self.run(self.rtr, "sysctl", "-qw", "net.unix.max_dgram_qlen=512")
+
+    def unwire_lwip(self):
+        """Back to plain veths (the virtual board's raw sockets need them)."""
+        listed = sh("ip", "netns", "list").stdout.split()
+        if self.rtr not in listed:
+            return
+        for link, tap in LWIP_TAPS.items():
+            sh("ip", "netns", "exec", self.rtr, "tc", "qdisc", "del", "dev", link, "ingress",
+               check=False)
+            sh("ip", "-n", self.rtr, "link", "del", "dev", tap, check=False)
+
+    def start_lwip_host(self, ready_timeout=10):
+        """Wire the TAPs and start the host program in <p>-rtr, configured from the
+        flash's natrouter.json (boards/lwip_host/host/hostargs.py)."""
+        exe = lwip_host_binary()
+        if exe is None:
+            raise RuntimeError("the lwIP host program is not built (make lwip-host)")
+        # A program, not an import: the board's rules it loads into firmware/config.py
+        # must not reach this process.
+        args = json.loads(sh(sys.executable, BOARDS / "lwip_host" / "host" / "hostargs.py",
+                             self.flash / "natrouter.json", self.sockets,
+                             *["%s,%s" % (LWIP_TAPS[link], self.mac(self.rtr, link))
+                               for link in ("lan", "wan")]).stdout)
+        self.stop_lwip_host()
+        self.wire_lwip()
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        log_path = self.workdir / "lwip_host.log"
+        with open(log_path, "ab") as log:
+            start = log.tell()
+            self.host_proc = subprocess.Popen(["ip", "netns", "exec", self.rtr, exe] + args,
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                              start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            text = log_path.read_bytes()[start:].decode(errors="replace")
+            if "lwip_host: ready" in text:
+                return
+            if self.host_proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop_lwip_host()
+        raise RuntimeError("the lwIP host program did not start: %s" % text[-2000:])
+
+    def stop_lwip_host(self):
+        """SIGTERM: the host program stops natlink, then lwIP; then the TAPs go."""
+        proc, self.host_proc = self.host_proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.unwire_lwip()
+
+    def lwip_host_state(self, timeout=2):
+        """The host program's counters and ARP cache (its control socket), or None."""
+        import socket
+        # An address to answer to: a path, since an abstract (autobound) one belongs to
+        # this process's network namespace, not to <p>-rtr's.
+        here = self.sockets / ("ctl.%d.%d" % (os.getpid(), threading.get_ident()))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            s.bind(str(here))
+            s.settimeout(timeout)
+            s.sendto(b"counters", str(self.sockets / "ctl"))
+            return json.loads(s.recv(8192))
+        except (OSError, ValueError):
+            return None
+        finally:
+            s.close()
+            try:
+                here.unlink()
+            except OSError:
+                pass
 
     def exec_on_board(self, code, timeout=20):
         """Run code on the board's REPL over mpremote; returns its output."""
-        cmd = mpremote_command()
+        with self.pty_released():
+            return sh(*mpremote_command(), "connect", self.pty, "resume", "exec", code,
+                      timeout=timeout).stdout
+
+    @contextmanager
+    def pty_released(self):
+        """The console copier pauses while something else (mpremote, tools/deploy.py)
+        drives the REPL: two readers would split its bytes."""
         if self.console is not None:
             self.console.stop()
         try:
-            return sh(*cmd, "connect", self.pty, "resume", "exec", code, timeout=timeout).stdout
+            yield str(self.pty)
         finally:
             if self.console is not None:
                 self.console.start()
 
     # ---- whole topology ------------------------------------------------------------
 
-    def up(self, start=True, config=None):
-        if not (FIRMWARE / "main.py").exists():
+    def up(self, start=True, config=None, empty=False):
+        """Build the topology and start the board. empty: a freshly flashed board, an
+        empty filesystem and the REPL (tools/deploy.py installs the firmware)."""
+        if not empty and not (FIRMWARE / "main.py").exists():
             raise RuntimeError("%s does not exist: no firmware to run" % (FIRMWARE / "main.py"))
         self.build()
-        self.install_flash(config)
+        if empty:
+            self.erase_flash()
+        else:
+            self.install_flash(config)
         if start:
-            return self.start_board()
+            return self.start_board(empty=empty)
 
     def down(self):
         # a second Ctrl-C or SIGTERM must not cut the teardown short
@@ -313,9 +485,9 @@ class Topology:
                         check=False, timeout=count * (wait + 1) + 5)
         return proc.returncode == 0
 
-    def serve(self, ns, proto, port, name):
+    def serve(self, ns, proto, port, name, address="0.0.0.0"):
         """A line echo server: replies '<name> <text> from <peer ip>:<port>'."""
-        proc = self.peer_bg(ns, "echo_server.py", proto, port, name)
+        proc = self.peer_bg(ns, "echo_server.py", proto, port, name, address)
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("echo server in %s did not start" % ns)
         return proc

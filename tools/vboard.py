@@ -3,8 +3,13 @@
 between Linux network namespaces (the topology: tools/topology.py).
 
     vboard.py up   [--prefix vb]   build the topology, start the board, print its REPL pty
+    vboard.py up --empty           the same with a freshly flashed board: an empty flash and
+                                   the REPL; install the firmware with tools/deploy.py
     vboard.py down [--prefix vb]   remove everything `up` made
     vboard.py demo [--prefix vb]   up, a short tour of real traffic, down
+    vboard.py up|demo --board lwip_host
+                                   the same firmware on the lwIP host board: Debian's lwIP
+                                   and natlink in a host program (boards/lwip_host)
 
 Needs root and `ip netns`. Never touches the root namespace's addresses or routes.
 """
@@ -14,10 +19,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from hostenv import wait_port
 from topology import (FORWARD_TCP, LAN_GW, SRV, WAN, Topology, Unavailable, board_state,
                       check_host, handle_signals)
+from topology import BOARD_NAMES, check_board
 
 
 def demo(topo):
@@ -60,13 +67,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("up", "down", "demo"))
     ap.add_argument("--prefix", default="vb", help="namespace name prefix (default vb)")
+    ap.add_argument("--board", choices=BOARD_NAMES, default="vboard",
+                    help="up/demo: the board to run the firmware on (default vboard)")
+    ap.add_argument("--empty", action="store_true",
+                    help="up: no firmware on the board, only its REPL (then tools/deploy.py)")
     args = ap.parse_args(argv)
+    if args.empty and args.command != "up":
+        ap.error("--empty goes with `up`")
     try:
         check_host()
+        if args.command != "down":
+            check_board(args.board)
     except Unavailable as e:
         print("vboard: cannot run: %s" % e, file=sys.stderr)
         return 2
-    topo = Topology(args.prefix)
+    topo = Topology(args.prefix, board=args.board)
     if args.command == "down":
         topo.down()
         print("removed %s-*" % args.prefix)
@@ -79,13 +94,18 @@ def main(argv=None):
         return 1
     atexit.register(topo.down)  # whatever happens before the board runs (Ctrl-C, SIGTERM)
     try:
-        pty = topo.up()
+        pty = topo.up(empty=args.empty)
         if args.command == "demo":
             demo(topo)
             return 0
         atexit.unregister(topo.down)  # up: leave it running
-        print("board running in %s; REPL: %s (boot messages: %s)" % (topo.rtr, pty, topo.workdir / "console.log"))
-        print("  mpremote connect %s resume exec \"import router; print(router.running.counters())\"" % pty)
+        if args.empty:
+            print("empty board in %s; REPL: %s (flash: %s)" % (topo.rtr, pty, topo.flash))
+            print("  %s %s --port %s --board vboard" % (sys.executable, Path(__file__).with_name("deploy.py"), pty))
+            print("  mpremote connect %s resume repl" % pty)
+        else:
+            print("board running in %s; REPL: %s (boot messages: %s)" % (topo.rtr, pty, topo.workdir / "console.log"))
+            print("  mpremote connect %s resume exec \"import router; print(router.running.counters())\"" % pty)
         print("  ip netns exec %s ping %s" % (topo.lan1, SRV))
         print("  %s down --prefix %s" % (sys.argv[0], args.prefix))
         return 0

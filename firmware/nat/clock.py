@@ -15,8 +15,7 @@ except ImportError:  # CPython
 
 class Clock:
     def __init__(self):
-        self._last = ticks_ms()
-        self._ms = 0
+        self._mark = ticks_ms()  # when the current second began
         self._s = 0
 
     def advance(self, seconds):
@@ -24,11 +23,12 @@ class Clock:
         self._s += seconds
 
     def __call__(self):
-        # Call at least once every few days, or the ticks_ms wrap goes unseen.
+        # Called once per router loop: within a second, one ticks_diff and a compare.
+        # Call it at least once every few days, or the ticks_ms wrap goes unseen.
         now = ticks_ms()
-        self._ms += ticks_diff(now, self._last)
-        self._last = now
-        if self._ms >= 1000:
-            self._s += self._ms // 1000
-            self._ms %= 1000
+        d = ticks_diff(now, self._mark)
+        if d < 1000:
+            return self._s
+        self._s += d // 1000
+        self._mark = now - d % 1000  # a small int: ticks_diff takes it across the wrap
         return self._s

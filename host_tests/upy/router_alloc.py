@@ -213,4 +213,7 @@ def main():
     # The REPL's view works here too: one readable line per flow of the full table.
     lines = r.flows()
     print("FLOWS", len(lines), sum(SIZES.values()), lines[0].split()[0])
+    import router
+    native = router.Router.drain_lan is getattr(router, "_drain_lan", None)
+    print("DRAIN", "native" if native else "bytecode", nat.core.NAME)
     print("DONE")

@@ -14,7 +14,9 @@ print("SENT", flush=True)
 sys.stdin.readline()
 s.settimeout(timeout)
 try:
-    data, peer = s.recvfrom(2048)
-    print("GOT %s from %s:%d" % (data.decode(errors="replace"), peer[0], peer[1]), flush=True)
+    data, peer = s.recvfrom(65536)
+    text = data.decode(errors="replace")
+    print("GOT %s from %s:%d" % (text if len(text) < 100 else "%d bytes %s..%s" % (
+        len(text), text[:10], text[-10:]), peer[0], peer[1]), flush=True)
 except socket.timeout:
     print("NOTHING", flush=True)
