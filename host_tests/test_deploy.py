@@ -13,6 +13,7 @@ import pytest
 
 import config
 import deploy
+from hostenv import BOARDS
 from netns import background, skip_reason, unique_prefix
 from topology import BOARD, FORWARD_TCP, FORWARD_UDP, LAN1, SRV, WAN, Topology
 
@@ -200,3 +201,10 @@ def test_a_board_with_the_firmware_frozen_in_gets_main_py_alone():
         assert deploy.frozen(board) and list(deploy.sources(board)) == ["main.py"]
     vboard = deploy.board_dir("vboard")
     assert not deploy.frozen(vboard) and "nat/table.py" in deploy.sources(vboard)
+
+
+def test_lwip_host_board_takes_the_shared_natlink_rules():
+    # its lwiprules.py imports boards/natlink/natlinkrules.py (frozen in, on an ESP32)
+    files = deploy.sources(BOARDS / "lwip_host")
+    assert files["natlinkrules.py"] == BOARDS / "natlink" / "natlinkrules.py"
+    assert "natlinkrules.py" not in deploy.sources(BOARDS / "vboard")

@@ -59,7 +59,7 @@ def run_case(board, case, workdir, exe=None, timeout=120):
     exe = exe or unix_binary()
     if exe is None:
         pytest.skip("the MicroPython unix port is not installed (make setup)")
-    path = [FAKES, ROOT / "boards" / board, COMMON, FIRMWARE, UPY_TESTS]
+    path = [FAKES, ROOT / "boards" / board, COMMON, NATLINK, FIRMWARE, UPY_TESTS]
     env = dict(os.environ, MICROPYPATH=":".join(str(p) for p in path))
     proc = subprocess.run([exe, "-c", "import esp32_cases\nesp32_cases.%s()" % case],
                           cwd=str(workdir), env=env, capture_output=True, text=True,
@@ -256,7 +256,7 @@ def esp32board(monkeypatch):
     put back afterwards (they are module state)."""
     import config
     monkeypatch.setattr(config, "_board", {"defaults": {}, "check": None})
-    for p in (str(COMMON), str(FAKES)):
+    for p in (str(COMMON), str(NATLINK), str(FAKES)):
         monkeypatch.syspath_prepend(p)
     saved = {k: sys.modules.pop(k, None) for k in ("esp32board", "network", "machine", "natlink")}
     import esp32board as mod
@@ -411,6 +411,7 @@ def test_lease_restarts_over_lwip(board, natlink_micropython, tmp_path):
 @pytest.mark.parametrize("board", BOARDS)
 def test_router_heap_fits_at_the_board_defaults(board):
     code = ("sys.path.insert(0, '/input/host_tests/upy/fakes')\n"
+            "sys.path.insert(0, '/input/boards/natlink')\n"
             "sys.path.insert(0, '/input/boards/esp32_common')\n"
             "sys.path.insert(0, '/input/boards/%s')\n"
             "import esp32_cases\nesp32_cases.heap()\n" % board)
@@ -484,9 +485,10 @@ def test_manifest_freezes_the_firmware_but_main(board, tmp_path):
     frozen = sorted(name for name, _ in m.files)
     want = sorted([p.name for p in FIRMWARE.glob("*.py") if p.name != "main.py"]
                   + ["nat/" + p.name for p in (FIRMWARE / "nat").glob("*.py")]
-                  + ["esp32board.py", "board.py"])
+                  + ["esp32board.py", "natlinkrules.py", "board.py"])
     assert frozen == want
     assert dict(m.files)["board.py"] == str(board_dir / "board.py")
+    assert Path(dict(m.files)["natlinkrules.py"]).resolve() == NATLINK / "natlinkrules.py"
 
 
 @pytest.mark.parametrize("board", BOARDS)

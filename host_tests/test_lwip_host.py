@@ -19,9 +19,9 @@ from hostenv import BOARDS, micropython_binary
 from validation import Problems
 
 LWIP_HOST = BOARDS / "lwip_host"
-sys.path.insert(0, str(LWIP_HOST))
+sys.path[:0] = [str(LWIP_HOST), str(BOARDS / "natlink")]
 import lwiprules  # noqa: E402
-sys.path.pop(0)
+del sys.path[:2]
 
 DGRAM = 1502
 
@@ -141,7 +141,7 @@ def test_links_move_one_packet_per_datagram_without_allocating(tmp_path):
     t = threading.Thread(target=stand_in, daemon=True)
     t.start()
     env = dict(os.environ, LWIP_HOST_DIR=str(tmp_path),
-               MICROPYPATH="%s:%s" % (LWIP_HOST, LWIP_HOST.parent.parent / "firmware"))
+               MICROPYPATH="%s:%s:%s" % (LWIP_HOST, BOARDS / "natlink", BOARDS.parent / "firmware"))
     time.sleep(0.2)
     out = subprocess.run([micropython_binary(), "-c", LINKS_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=60, cwd=tmp_path)

@@ -36,7 +36,7 @@ from pathlib import Path
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from hostenv import BOARDS, FIRMWARE
+from hostenv import BOARDS, FIRMWARE, board_modules
 
 sys.path.insert(0, str(FIRMWARE))
 import config  # noqa: E402  (the firmware's own defaults and validation)
@@ -75,7 +75,8 @@ def frozen(board):
 
 
 def sources(board):
-    """{device path: local file}: the firmware, its nat package, the board's modules;
+    """{device path: local file}: the firmware, its nat package, the board's modules
+    (and the shared ones they import: hostenv.board_modules);
     for a board with the firmware frozen in, main.py alone."""
     if frozen(board):
         return {"main.py": FIRMWARE / "main.py"}
@@ -83,7 +84,7 @@ def sources(board):
     for p in sorted((FIRMWARE / "nat").rglob("*.py")):
         if "__pycache__" not in p.parts:
             files[p.relative_to(FIRMWARE).as_posix()] = p
-    for p in sorted(board.glob("*.py")):
+    for p in board_modules(board):
         if p.name in files:
             raise DeployError("%s would overwrite firmware/%s" % (p, p.name))
         files[p.name] = p

@@ -12,6 +12,19 @@ BOARDS = ROOT / "boards"
 PEERS = Path(__file__).resolve().parent / "peers"
 
 
+# Modules of boards/natlink that a board's own modules may import (frozen in on an ESP32).
+SHARED_BOARD_MODULES = (BOARDS / "natlink" / "natlinkrules.py",)
+
+
+def board_modules(board_dir):
+    """The *.py files a board's filesystem needs besides the firmware: the board's own
+    and the shared ones (SHARED_BOARD_MODULES) they import."""
+    own = sorted(Path(board_dir).glob("*.py"))
+    text = "".join(p.read_text() for p in own)
+    return own + [p for p in SHARED_BOARD_MODULES
+                  if "import %s" % p.stem in text or "from %s import" % p.stem in text]
+
+
 def micropython_binary():
     """The unix port's `micropython` command (the venv's first), or None."""
     for here in (Path(sys.executable).parent / "micropython", ROOT / ".venv" / "bin" / "micropython"):

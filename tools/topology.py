@@ -30,7 +30,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hostenv import BOARDS, FIRMWARE, PEERS, micropython_binary, mpremote_command, sh, wait_port
+from hostenv import (BOARDS, FIRMWARE, PEERS, board_modules, micropython_binary,
+                     mpremote_command, sh, wait_port)
 from hostenv import lwip_host_binary
 
 BOARD = BOARDS / "vboard"
@@ -242,7 +243,7 @@ class Topology:
             shutil.copy(src, self.flash)
         shutil.copytree(FIRMWARE / "nat", self.flash / "nat",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for src in (BOARDS / self.board).glob("*.py"):
+        for src in board_modules(BOARDS / self.board):
             shutil.copy(src, self.flash)
         default = LWIP_CONFIG if self.board == "lwip_host" else CONFIG
         (self.flash / "natrouter.json").write_text(json.dumps(config or default, indent=1))

@@ -25,20 +25,18 @@ import natlink
 import network
 
 import config
+import natlinkrules
 from nat.addr import ip, ip_str
+from natlinkrules import claims, merge  # noqa: F401 (the board's interface to tests, nr)
 
 CONFIG_PATH = "natrouter.json"
 LAN_DHCP = False    # ESP-IDF serves DHCP on the access point, not the router
 
-# lwIP picks the ports of the board's own connections from 0xC000 up
-# (TCP/UDP_LOCAL_PORT_RANGE_START); the router's NAT range must stay below.
-LWIP_EPHEMERAL = 0xC000
-DHCP_CLIENT = 68                # lwIP's DHCP client (natlink never claims it)
 DHCPS_MAX_LEASE = 100           # ESP-IDF: a pool spans at most this + 1 addresses
 
 # Defaults for every ESP32 board; board.py adds its table sizes (setup()).
 DEFAULTS = {
-    "ports": {"first": 1024, "last": LWIP_EPHEMERAL - 1},
+    "ports": natlinkrules.DEFAULTS["ports"],  # the NAT range below lwIP's own ports
     "wan": {"mode": "dhcp"},
 }
 
@@ -60,81 +58,14 @@ def ip_bytes(dotted):
     return bytes(int(x) for x in dotted.split("."))
 
 
-# ---- what natlink claims for the router (boards/natlink/README.md, "The port split")
-
-def merge(ranges):
-    """Sorted inclusive (lo, hi) ranges, overlapping and adjacent ones joined."""
-    out = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def claims(cfg):
-    """{"tcp": [...], "udp": [...], "icmp": [...]}: the ports (ICMP ids) natlink claims
-    on the WAN address for the router. TCP/UDP 0..1023 (the router maps client ports
-    below 1024 there), the NAT range, each port forward; UDP 68 stays lwIP's (its DHCP
-    client). Every ICMP query id: lwIP answers pings itself and pings nobody. Ports
-    from 0xC000 up are lwIP's own (check() keeps the NAT range and forwards below)."""
-    first, last = cfg["ports"]["first"], cfg["ports"]["last"]
-    tcp = [(0, 1023), (first, last)]
-    udp = [(0, DHCP_CLIENT - 1), (DHCP_CLIENT + 1, 1023), (first, last)]
-    for f in cfg["forwards"]:
-        (tcp if f["proto"] == "tcp" else udp).append((f["port"], f["port"]))
-    return {"tcp": merge(tcp), "udp": merge(udp), "icmp": [(0, 0xFFFF)]}
-
-
 # ---- the ESP32's rules on a validated configuration (config.board_rules)
 
 def check(cfg, problems):
-    """What config.validate() cannot know: lwIP owns the ports from 0xC000 up and UDP
-    68 on the WAN address, natlink claims at most MAX_RANGES ranges per protocol and
-    carries at most natlink.MTU, and ESP-IDF's DHCP server takes a pool of at most 101
+    """What config.validate() cannot know: the port split with lwIP and natlink's
+    limits (natlinkrules.check: what natlink claims for the router is
+    natlinkrules.claims), and that ESP-IDF's DHCP server takes a pool of at most 101
     addresses in the AP's /24 (not its own), no static leases, one DNS server."""
-    ports = cfg["ports"]
-    top = LWIP_EPHEMERAL - 1
-    if ports["last"] > top:
-        default = DEFAULTS["ports"]
-        keep = ports["first"] <= top
-        problems.add("ports.last: %d reaches into %d..65535, where lwIP picks the ports of "
-                     "the board's own connections; set it to %d at most"
-                     % (ports["last"], LWIP_EPHEMERAL, top),
-                     "using %d..%d" % (ports["first"] if keep else default["first"], top))
-        cfg["ports"] = {"first": ports["first"] if keep else default["first"], "last": top}
-    kept = []
-    for f in cfg["forwards"]:
-        what = "forwards (%s %d -> %s:%d)" % (f["proto"], f["port"], f["to"], f["to_port"])
-        if f["port"] > top:
-            problems.add("%s: port %d is lwIP's on this board (its own connections use "
-                         "%d..65535)" % (what, f["port"], LWIP_EPHEMERAL), "forward left out")
-            continue
-        if f["proto"] == "udp" and f["port"] == DHCP_CLIENT:
-            problems.add("%s: UDP port 68 is the board's DHCP client" % what,
-                         "forward left out")
-            continue
-        trial = dict(cfg, forwards=kept + [f])
-        if len(claims(trial)[f["proto"]]) > natlink.MAX_RANGES:
-            problems.add("%s: natlink claims at most %d port ranges per protocol; bring the "
-                         "port forwards into the NAT range (ports)" % (what, natlink.MAX_RANGES),
-                         "forward left out")
-            continue
-        kept.append(f)
-    cfg["forwards"] = kept
-    asked = cfg["mtu"]
-    if cfg["mtu"] > natlink.MTU:
-        problems.add("mtu: %d is more than natlink carries on this board (%d)"
-                     % (cfg["mtu"], natlink.MTU), "using %d" % natlink.MTU)
-        cfg["mtu"] = natlink.MTU
-    for name in ("lan", "wan"):
-        if cfg[name].get("mtu", 0) > natlink.MTU:  # a link's own MTU, where there is one
-            if cfg[name]["mtu"] != asked:    # its own, not the one just reported
-                problems.add("%s.mtu: %d is more than natlink carries on this board (%d)"
-                             % (name, cfg[name]["mtu"], natlink.MTU), "using %d" % natlink.MTU)
-            cfg[name]["mtu"] = natlink.MTU
+    natlinkrules.check(cfg, problems, natlink.MAX_RANGES, natlink.MTU)
     if not cfg["dns"]:
         problems.add("dns: the access point's DHCP server (ESP-IDF's) hands out one DNS "
                      "server and, given none, names itself, where nothing answers",

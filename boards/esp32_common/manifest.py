@@ -16,3 +16,4 @@ for _name in sorted(os.listdir(_FIRMWARE)):
         module(_name, base_path=_FIRMWARE)
 package("nat", base_path=_FIRMWARE)
 module("esp32board.py")
+module("natlinkrules.py", base_path="../natlink")  # the port split, shared with lwip_host

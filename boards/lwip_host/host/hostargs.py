@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for p in (HERE.parent, HERE.parents[2] / "firmware"):  # lwiprules; config and its imports
+for p in (HERE.parent, HERE.parents[1] / "natlink", HERE.parents[2] / "firmware"):  # lwiprules; config
     sys.path.insert(0, str(p))
 
 import config  # noqa: E402
