@@ -10,6 +10,7 @@
 # --links forwards through the virtual board's own links (board.py: ARP, framing) but
 # still translates nothing: the board's cost without the router's.
 # Runs on the unix port only; stops by itself after `seconds` (default 600).
+import micropython
 import select
 import socket
 import struct
@@ -51,6 +52,7 @@ class Direction:
         self.tx[12] = 0x08
         self.frames = 0
 
+    @micropython.native  # as the virtual board's links and the router's drain loops
     def drain(self, batch):
         src = self.src
         m = self.mac

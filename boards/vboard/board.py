@@ -8,6 +8,7 @@
 # every IPv4 packet it sends.
 
 import gc
+import micropython
 import os
 import select
 import socket
@@ -103,7 +104,10 @@ class EthernetLink:
         self.arp.announce()
 
     # ---- the Link interface ---------------------------------------------------
+    # Native code: a bytecode method this size would take its frame from the heap on
+    # every call (firmware/_router_native.py says why); about 1.5 us a packet here.
 
+    @micropython.native
     def recv_into(self, buf):
         sock = self.sock
         while True:
@@ -142,6 +146,7 @@ class EthernetLink:
             else:
                 self.rx_ignored += 1
 
+    @micropython.native
     def send(self, buf, n):
         if buf is self._packet:
             frame = self._frame  # the packet is in place behind its header
@@ -171,6 +176,7 @@ class EthernetLink:
         if self.arp.hold(frame, _ETH + n, hop, off, self.now):
             self.tx += 1  # counted now; arp.dropped counts held frames that never left
 
+    @micropython.native
     def _write(self, frame, n):
         try:
             self.sock.write(frame, 0, n)
