@@ -13,8 +13,7 @@
 #   with a port forward of the same protocol, and where possible none freed in the last
 #   two minutes (RFC 6888 REQ-8).
 from compat import urandom
-
-ICMP = 1
+from nat import ICMP
 _RANDOM_TRIES = 32
 
 

@@ -65,9 +65,9 @@ class Router(SlowPath):
         self.dhcp = dhcp  # a dhcp.DhcpServer for requests the LAN link delivers, or None
         self._dhcp_pkt = bytearray(28 + _DHCP_MAX) if dhcp is not None else None
         self._job = None  # call(): a function the REPL wants run on this thread
-        # Bound once: taking a bound method allocates, and the drain loops need four.
-        self._lan_recv, self._lan_send = lan.recv_into, lan.send
-        self._wan_recv, self._wan_send = wan.recv_into, wan.send
+        # Bound once, side 0 the LAN, 1 the WAN: taking a bound method allocates.
+        self._recvs = (lan.recv_into, wan.recv_into)
+        self._sends = (lan.send, wan.send)
         t = cfg["table"]
         self.table = table = nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"],
                                        clock=clock, timeouts=cfg["nat"]["timeouts"],
@@ -85,7 +85,6 @@ class Router(SlowPath):
         self.frags = fragments.Fragments(ms=ms)
         self._frag_out = bytearray(size)
         self._links = (lan, wan)
-        self._sends = (self._lan_send, self._wan_send)
         self._pkt = nat.Packet()
         self._pkt.bind(buf)
         self._f = self._pkt.fields
@@ -154,12 +153,12 @@ class Router(SlowPath):
     def _set_policy(self, cfg):
         # What each drain loop needs, in one tuple: one lookup and an unpack in place of
         # ten attribute lookups, the bulk of a loop's cost when it drains one packet.
-        self._pol = pol = screen.policy(cfg, self._lan_mtu, self._wan_mtu,
-                                        cfg["allow_source_route"])
+        pol = screen.policy(cfg, self._lan_mtu, self._wan_mtu, cfg["allow_source_route"])
+        (lan_recv, wan_recv), (lan_send, wan_send) = self._recvs, self._sends
         buf, f, c, mems, heads = self._buf, self._f, self._c, self.table.mems, self.table.heads
-        self._lan_path = (self._lan_recv, self._wan_send, screen.screen_lan, core.translate,
+        self._lan_path = (lan_recv, wan_send, screen.screen_lan, core.translate,
                           buf, f, pol, c, mems, heads)
-        self._wan_path = (self._wan_recv, self._lan_send, screen.screen_wan, core.translate,
+        self._wan_path = (wan_recv, lan_send, screen.screen_wan, core.translate,
                           buf, f, pol, c, mems, heads)
 
     def _set_forwards(self, cfg):

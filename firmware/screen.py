@@ -17,6 +17,7 @@ from array import array
 
 from compat import const
 from nat import core
+from nat.checksum import get16 as _half
 
 P_LAN_HI = const(0)     # the router's LAN address
 P_LAN_LO = const(1)
@@ -88,10 +89,6 @@ def policy(cfg, lan_mtu, wan_mtu, source_route=False):
     pol[P_WAN_MTU] = wan_mtu
     pol[P_FLAGS] = PF_SOURCE_ROUTE if source_route else 0
     return pol
-
-
-def _half(buf, at):
-    return buf[at] << 8 | buf[at + 1]
 
 
 def _martian(hi, lo, pol, net, bc, own):

@@ -5,7 +5,7 @@
 #
 # SlowPath is a mixin of Router: it uses the state Router.__init__ sets up.
 import nat
-from nat.checksum import put16, sum16
+from nat.checksum import fold, put16, sum16
 from compat import const
 from counters import (C_FORWARDS_HIT, C_ECHO, C_MALFORMED, C_TO_ROUTER, C_ICMP_ERROR,
                       C_UNSOLICITED, C_CANNOT_NAT, C_OVERLAP, C_TOO_BIG, C_TTL_SENT,
@@ -35,6 +35,7 @@ _K_ERROR = const(4)
 _FRAG_DF = const(0x4000)
 _FRAG_MF = const(0x2000)
 _FRAG_OFFSET = const(0x1FFF)
+_FRAG_MF_OFFSET = const(0x3FFF)  # any fragment: MF or an offset
 _C_OUT = const(2)
 _C_IN = const(3)
 _IP_TTL = const(8)
@@ -55,13 +56,13 @@ class SlowPath:
         elif verdict == _V_HAIRPIN:
             self._hairpin()
         elif verdict == _V_FRAGMENT:
-            self._fragment(self.lan, self.wan)
+            self._pass_slow(0)
         else:  # V_TOO_BIG
             self._too_big()
 
     def _wan_special(self, verdict):
         if verdict == _V_FRAGMENT:
-            self._fragment(self.wan, self.lan)
+            self._pass_slow(1)
         else:  # V_TOO_BIG
             self._too_big_in()
 
@@ -102,10 +103,10 @@ class SlowPath:
         buf = self._buf
         f = self._f
         if (self.dhcp is not None and link is self.lan and buf[_IP_PROTO] == _UDP
-                and f[_F_DPORT] == _DHCP_SERVER and not f[_F_FRAG] & 0x3FFF):
+                and f[_F_DPORT] == _DHCP_SERVER and not f[_F_FRAG] & _FRAG_MF_OFFSET):
             self._dhcp_request()
         elif (f[_F_KIND] == _K_QUERY and f[_F_TYPE] == _ECHO_REQUEST and f[_F_CODE] == 0
-                and not f[_F_FRAG] & 0x3FFF and _single_host(buf[_IP_SRC])):
+                and not f[_F_FRAG] & _FRAG_MF_OFFSET and _single_host(buf[_IP_SRC])):
             echo_reply_in_place(buf, f[_F_L4])
             link.send(buf, f[_F_LEN])
             self._c[C_ECHO] += 1
@@ -137,10 +138,10 @@ class SlowPath:
         proto = self._buf[_IP_PROTO]
         if proto == _TCP or proto == _UDP:
             dport = p.dport
-            for fw in self._forwards:
-                if fw.proto == proto and fw.port == dport:
-                    self._redirect_in((fw.to, fw.to_port), C_FORWARDS_HIT)
-                    return
+            target = self._forward_to(proto, dport)
+            if target is not None:
+                self._redirect_in(target, C_FORWARDS_HIT)
+                return
             # A new remote at a mapped port: the filtering decides (RFC 4787 REQ-8,
             # RFC 5382 REQ-3); refused or not mapped, no answer (RFC 5382 REQ-4).
             if self.table.owned(proto, self._wan_hi, self._wan_lo, dport):
@@ -156,6 +157,13 @@ class SlowPath:
             self._to_router(self.wan)
             return
         self._c[C_UNSOLICITED] += 1
+
+    def _forward_to(self, proto, port):
+        """(LAN host, port) of the port forward of proto on the WAN port, or None."""
+        for fw in self._forwards:
+            if fw.proto == proto and fw.port == port:
+                return fw.to, fw.to_port
+        return None
 
     def _hairpin(self):
         """A LAN packet to the WAN address (RFC 4787 REQ-9, RFC 5382 REQ-8, RFC 5508
@@ -181,12 +189,8 @@ class SlowPath:
             return
         proto = self._buf[_IP_PROTO]
         if proto == _TCP or proto == _UDP:
-            target = None
-            for fw in self._forwards:
-                if fw.proto == proto and fw.port == p.dport:
-                    target = (fw.to, fw.to_port)
-            if target is None:
-                target = self.table.owner(proto, self._wan_addr, p.dport)
+            target = (self._forward_to(proto, p.dport)
+                      or self.table.owner(proto, self._wan_addr, p.dport))
             if target is not None:
                 if self._buf[_IP_TTL] <= 1:
                     self._time_exceeded(self.lan, self._lan_hi, self._lan_lo)
@@ -217,7 +221,7 @@ class SlowPath:
         first, a broadcast or multicast packet, or a source that is not one host."""
         buf = self._buf
         f = self._f
-        return not (f[_F_FRAG] & 0x1FFF or buf[_IP_DST] >= 224 or f[_F_KIND] == _K_ERROR
+        return not (f[_F_FRAG] & _FRAG_OFFSET or buf[_IP_DST] >= 224 or f[_F_KIND] == _K_ERROR
                     or not _single_host(buf[_IP_SRC]))
 
     def _new_outbound(self):
@@ -292,9 +296,6 @@ class SlowPath:
         if self.table.translate(self._pkt) == _OK and n and self._errors.allow():
             self.wan.send(self._errors.buf, n)
             self._c[C_FRAG_NEEDED] += 1
-
-    def _fragment(self, came, goes):
-        self._pass_slow(0 if came is self.lan else 1)
 
     def _pass_slow(self, side_in):
         """A fragment, or a DF-clear packet too long for the way out: a first fragment
@@ -377,9 +378,7 @@ def _udp_header(pkt, src_hi, src_lo, dst_hi, dst_lo, sport, dport, n):
     put16(pkt, 22, dport)
     put16(pkt, 24, 8 + n)
     # RFC 768: the pseudo-header (addresses, protocol, UDP length) counts in the checksum.
-    s = sum16(pkt, 12, 20) + _UDP + 8 + n + sum16(pkt, 20, 28 + n)
-    s = (s & 0xFFFF) + (s >> 16)
-    s = ((s & 0xFFFF) + (s >> 16)) ^ 0xFFFF
+    s = fold(sum16(pkt, 12, 20) + _UDP + 8 + n + sum16(pkt, 20, 28 + n)) ^ 0xFFFF
     put16(pkt, 26, s or 0xFFFF)
 
 

@@ -6,7 +6,7 @@ from array import array
 from collections import namedtuple
 
 from . import core
-from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, OVERLAP, CANNOT_NAT, MALFORMED, FULL,
+from .consts import (ICMP, TCP, UDP, OK, OVERLAP, CANNOT_NAT, MALFORMED, FULL,
                      NAT, REDIRECT, F_OK, F_KIND, F_SPORT, F_DPORT, F_TYPE, K_OTHER, K_TCP,
                      K_UDP, K_QUERY, K_ERROR, REQUEST_TYPES, H_MASK, H_CAP, H_USED, H_NOW,
                      H_SEED, H_T_EST, H_T_TRANS, H_T_IDLE, H_EMASK, HDR, S_KEY1, S_TIME,
@@ -298,20 +298,22 @@ class Table:
     def mapping(self, proto, ip, port):
         """(xl_host, xl_port) the live flows of inside ip:port leave from, or None: a new
         flow of that endpoint keeps it, whatever its destination (endpoint-independent)."""
-        s = self._live_at(self._kind(proto), *_checked(ip), port, 0)
+        kind = self._kind(proto)
+        s = self._live_at(kind, *_checked(ip), port, 0)
         if s == NONE:
             return None
-        mem = self.mems[self._kind(proto)]
+        mem = self.mems[kind]
         k = outside(mem, s)
         return _word_addr(mem[k + KEY_DST_HI], mem[k + KEY_DST_LO]), mem[k + KEY_DPORT]
 
     def owner(self, proto, xl_host, xl_port):
         """(ip, port) of the inside endpoint whose live flows leave from xl_host:xl_port,
         or None."""
-        s = self._live_at(self._kind(proto), *_checked(xl_host), xl_port, 1)
+        kind = self._kind(proto)
+        s = self._live_at(kind, *_checked(xl_host), xl_port, 1)
         if s == NONE:
             return None
-        mem = self.mems[self._kind(proto)]
+        mem = self.mems[kind]
         k = inside(mem, s)
         return _word_addr(mem[k + KEY_SRC_HI], mem[k + KEY_SRC_LO]), mem[k + KEY_SPORT]
 
@@ -358,9 +360,7 @@ class Table:
         return self._rooms[self._kind(proto)].recently_freed(port)
 
     def is_port_free(self, proto, src, dst, src_port, dst_port):
-        kind = _KIND_OF.get(proto)
-        if kind is None:
-            raise ValueError("proto must be nat.TCP, nat.UDP or nat.ICMP, got %r" % (proto,))
+        kind = self._kind(proto)
         _check_addr("src", src)
         _check_addr("dst", dst)
         _check_port("src_port", src_port)
