@@ -17,7 +17,7 @@
 # The router's own address may lie inside first..last: the server skips it.
 # Runs on MicroPython (no re, no dataclasses).
 
-from nat.addr import ip, ip_str, unroutable
+from nat.addr import ip, ip_bytes, ip_str, unroutable  # noqa: F401 (dhcp.py's ip_bytes)
 from validation import Bad, Problems, is_int
 
 LEASE_MIN = 120             # shorter leases mostly make renewal traffic
@@ -30,10 +30,6 @@ KEYS = ("enabled", "first", "last", "lease_s", "capacity", "static")
 
 
 # ---- addresses (slow path: on 32-bit MicroPython these ints are heap objects)
-
-def ip_bytes(n):
-    return bytes(((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255))
-
 
 def mac(text):
     """'aa:bb:cc:dd:ee:ff' (either case) -> 6 bytes; ValueError otherwise."""

@@ -26,7 +26,7 @@ import network
 
 import config
 import natlinkrules
-from nat.addr import ip, ip_str
+from nat.addr import ip, ip_bytes, ip_str
 from natlinkrules import claims, merge  # noqa: F401 (the board's interface to tests, nr)
 
 CONFIG_PATH = "natrouter.json"
@@ -52,10 +52,6 @@ _ZERO = "0.0.0.0"
 
 def say(*args):
     print("natrouter:", *args)
-
-
-def ip_bytes(dotted):
-    return bytes(int(x) for x in dotted.split("."))
 
 
 # ---- the ESP32's rules on a validated configuration (config.board_rules)
@@ -93,11 +89,6 @@ def _check_pool(cfg, problems):
                                    cfg["lan"]["addr"]),
                  "using %s..%s" % (ip_str(first), ip_str(last)))
     d["first"], d["last"] = ip_str(first), ip_str(last)
-
-
-def mtu(cfg, name):
-    """A link's MTU: its own ("lan.mtu", "wan.mtu"), else the configuration's "mtu"."""
-    return cfg[name].get("mtu", cfg["mtu"])
 
 
 def ap_pool(la, lm):
@@ -230,8 +221,8 @@ class AccessPoint:
         d = cfg["dhcp"]
         dhcp = (d["enabled"], cfg["dns"][0], d["first"], d["last"], d["lease_s"])
         if dhcp != self._dhcp:
-            natlink.dhcps(ap, enabled=d["enabled"], dns=ip_bytes(cfg["dns"][0]),
-                          first=ip_bytes(d["first"]), last=ip_bytes(d["last"]),
+            natlink.dhcps(ap, enabled=d["enabled"], dns=ip_bytes(ip(cfg["dns"][0])),
+                          first=ip_bytes(ip(d["first"])), last=ip_bytes(ip(d["last"])),
                           lease_s=d["lease_s"])
             self._dhcp = dhcp
 
@@ -330,7 +321,7 @@ def open_links(cfg):
     wan_nic = _board.wan.open(cfg)
     addressed = _wait_wan(cfg)
     ranges = claims(cfg)
-    wan_addr = ip_bytes(cfg["wan"]["addr"]) if addressed else bytes(4)
+    wan_addr = ip_bytes(cfg["wan"]["addr_int"]) if addressed else bytes(4)
     # ESP-IDF adds an interface's lwIP netif a moment after active(True) returns
     # (its start event): natlink refuses one not added yet, so ask again shortly.
     t0 = time.ticks_ms()
@@ -338,7 +329,7 @@ def open_links(cfg):
         try:
             links = natlink.start(lan=lan_nic, wan=wan_nic, wan_addr=wan_addr,
                                   tcp=ranges["tcp"], udp=ranges["udp"], icmp=ranges["icmp"],
-                                  lan_mtu=mtu(cfg, "lan"), wan_mtu=mtu(cfg, "wan"))
+                                  lan_mtu=cfg["lan"]["mtu"], wan_mtu=cfg["wan"]["mtu"])
             break
         except OSError:
             if time.ticks_diff(time.ticks_ms(), t0) >= NETIF_WAIT_MS:

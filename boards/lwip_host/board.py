@@ -6,6 +6,7 @@
 #
 # lwIP answers ARP and pings of the router's addresses and frames every packet: the
 # links here carry bare IPv4 packets, one per datagram, and allocate nothing per packet.
+import micropython
 import os
 import select
 import socket
@@ -51,7 +52,6 @@ class SocketLink:
         self.name = name
         self.mtu = min(mtu, lwiprules.PACKET_MAX)
         self._dgram = dgram  # bytearray(_DGRAM), shared by both links and the router
-        self._size = len(dgram)
         here = "%s/%s.upy" % (SOCK_DIR, name)
         host = "%s/%s.host" % (SOCK_DIR, name)
         try:
@@ -82,13 +82,17 @@ class SocketLink:
         self.tx = 0          # packets handed to the host program
         self.rx_ignored = 0  # datagrams of another size or with a bad length
         self.tx_errors = 0   # the host's queue was full, or the host program is gone
-        s.send(("hello %d" % self._size).encode())  # the host checks our datagram size
+        s.send(("hello %d" % _DGRAM).encode())  # the host checks our datagram size
 
     # ---- the Link interface ---------------------------------------------------
 
+    # Native code: a bytecode method with a try/except (send) takes its frame from the
+    # heap on every call (firmware/_router_native.py says why).
+
+    @micropython.native
     def recv_into(self, buf):
         d = self._dgram
-        size = self._size
+        size = _DGRAM
         while True:
             n = self._readinto(d)
             if n is None:  # nothing queued (non-blocking)
@@ -105,6 +109,7 @@ class SocketLink:
             self.rx += 1
             return k
 
+    @micropython.native
     def send(self, buf, n):
         try:
             if self._write(buf, 0, n) is None:  # would block: the host's queue is full

@@ -19,8 +19,8 @@
 # REPL reaches the router only inside what is claimed already (ports below 1024 and the
 # NAT range); others need the board restarted.
 
-from natlinkrules import DEFAULTS, DHCP_CLIENT, LWIP_EPHEMERAL, claims, merge  # noqa: F401
 import natlinkrules
+from natlinkrules import DEFAULTS, claims  # noqa: F401 (this board's rules, one module)
 
 MAX_RANGES = 8           # NATLINK_MAX_RANGES
 PACKET_MAX = 1500        # NATLINK_MTU: the largest packet natlink carries

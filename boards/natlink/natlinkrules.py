@@ -74,7 +74,7 @@ def check(cfg, problems, max_ranges, mtu_max):
                      % (asked, mtu_max), "using %d" % mtu_max)
         cfg["mtu"] = mtu_max
     for name in ("lan", "wan"):
-        if cfg[name].get("mtu", 0) > mtu_max:  # a link's own MTU, where there is one
+        if cfg[name]["mtu"] > mtu_max:
             if cfg[name]["mtu"] != asked:      # its own, not the one just reported
                 problems.add("%s.mtu: %d is more than natlink carries on this board (%d)"
                              % (name, cfg[name]["mtu"], mtu_max), "using %d" % mtu_max)

@@ -156,6 +156,10 @@ class Arp:
 
     # Timers: retries, unanswered addresses, expiry. Call every ~100 ms while
     # busy() (cheap to call more often).
+    def arrays(self):
+        """(ips, states, macs, used): the cache as frames.egress reads and marks it."""
+        return self._ips, self._state, self._macs, self._used
+
     def poll(self, now):
         for i in range(self.size):
             st = self._state[i]

@@ -18,7 +18,9 @@ import _thread
 
 import arp
 from compat import const
-from frames import classify, egress, route, FRAME_IPV4, FRAME_ARP, HOP_MISS, HOP_BROADCAST
+from nat.addr import ip, ip_bytes
+from frames import (classify, egress, next_hop_py, route, FRAME_IPV4, FRAME_ARP, HOP_MISS,
+                    HOP_BROADCAST)
 
 CONFIG_PATH = "natrouter.json"
 LEASES_PATH = "dhcp_leases.json"
@@ -49,10 +51,6 @@ def _sysfs(ifname, what):
         return f.read().strip()
 
 
-def _ip_bytes(dotted):
-    return bytes(int(x) for x in dotted.split("."))
-
-
 class Frame:
     """The frame buffer both links share with the router: received frames are copied
     in whole, the router works on the IPv4 packet behind the Ethernet header (`packet`,
@@ -72,10 +70,10 @@ class EthernetLink:
         self.ifname = ifname
         self.mtu = mtu
         self.mac = bytes(int(x, 16) for x in _sysfs(ifname, "address").split(":"))
-        self._ip = _ip_bytes(addr)
-        mask_b = _ip_bytes(mask)
+        self._ip = ip_bytes(ip(addr))
+        mask_b = ip_bytes(ip(mask))
         self._route = route(bytes(a & m for a, m in zip(self._ip, mask_b)), mask_b,
-                            _ip_bytes(gateway) if gateway else None, self.mac)
+                            ip_bytes(ip(gateway)) if gateway else None, self.mac)
         shared = shared or Frame(mtu)
         self._frame = shared.frame
         self._packet = shared.packet
@@ -93,7 +91,7 @@ class EthernetLink:
         self._ready.register(s, select.POLLIN)
         self._drained = True
         self.arp = a = arp.Arp(self.mac, self._ip, self._write, frame_size=_ETH + mtu)
-        self._arp_arrays = (a._ips, a._state, a._macs, a._used)
+        self._arp_arrays = a.arrays()
         self.now = time.ticks_ms()
         self._housekept = self.now
         self.rx = 0          # IPv4 packets delivered to the router
@@ -170,9 +168,7 @@ class EthernetLink:
 
     def _hold(self, frame, n):
         # The next hop has no ARP entry yet: keep the frame and ask (slow path).
-        r = self._route
-        on_link = all(frame[30 + i] & r[4 + i] == r[i] for i in range(4))
-        hop, off = (frame, 30) if on_link else (r, 8)
+        hop, off = next_hop_py(frame, self._route)  # a pair: egress() found a next hop
         if self.arp.hold(frame, _ETH + n, hop, off, self.now):
             self.tx += 1  # counted now; arp.dropped counts held frames that never left
 

@@ -26,6 +26,11 @@ def ip_str(n):
     return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
 
 
+def ip_bytes(n):
+    """The address n as its 4 bytes, network order."""
+    return bytes(((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255))
+
+
 def unroutable(a):
     """0/8, 127/8, 169.254/16 (link-local, RFC 3927), 224/4 (multicast, all scopes) and
     240/4 (255.255.255.255 too): never a host's address on a routed network."""

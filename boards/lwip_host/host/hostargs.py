@@ -34,7 +34,7 @@ def argv(cfg_path, sock_dir, lan_tap, lan_mac, wan_tap, wan_mac):
     return ["--dir", str(sock_dir),
             "--lan", ",".join((lan_tap, lan_mac, lan["addr"], lan["mask"])),
             "--wan", ",".join((wan_tap, wan_mac, wan["addr"], wan["mask"], wan["gateway"])),
-            "--lan-mtu", str(lan.get("mtu", cfg["mtu"])), "--wan-mtu", str(wan.get("mtu", cfg["mtu"])),
+            "--lan-mtu", str(lan["mtu"]), "--wan-mtu", str(wan["mtu"]),
             "--tcp", _ranges(c["tcp"]), "--udp", _ranges(c["udp"]), "--icmp", _ranges(c["icmp"])]
 
 
