@@ -49,10 +49,9 @@ def topology(tag="t", start=True, board="vboard"):
         topo.down()
 
 
-@pytest.fixture(scope="module")
-def vtopo():
-    with topology("e") as topo:
-        yield topo
+def on_board(topo, code):
+    """What code printed on the board's REPL, stripped."""
+    return topo.exec_on_board(code).strip()
 
 
 @contextmanager

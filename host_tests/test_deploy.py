@@ -14,7 +14,7 @@ import pytest
 import config
 import deploy
 from hostenv import BOARDS
-from netns import background, skip_reason, unique_prefix
+from netns import background, on_board, skip_reason, unique_prefix
 from topology import BOARD, FORWARD_TCP, FORWARD_UDP, LAN1, SRV, WAN, Topology
 
 DEPLOY = Path(deploy.__file__)
@@ -50,10 +50,6 @@ def run_deploy(topo, *args, ok=True):
     assert (proc.returncode == 0) == ok, "exit %d\n%s%s" % (proc.returncode, proc.stdout,
                                                            proc.stderr)
     return proc
-
-
-def on_board(topo, code):
-    return topo.exec_on_board(code).strip()
 
 
 def routes(topo):

@@ -144,7 +144,7 @@ def test_natlink_waits_for_esp_idf_to_add_the_netifs(board, tmp_path):
     assert res["late"][:5] == ["stop", "dhcps", "not started", "not started", "not started"]
     assert res["late"][5] == "start" and res["running"]
     assert res["never"] == "natlink: the interface is not started yet (activate it, then retry)"
-    assert 200 <= res["waited_ms"] < 2000
+    assert res["waited_ms"] >= 200   # asked again until NETIF_WAIT_MS, then gave up
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -383,8 +383,10 @@ def test_binding_over_lwip(board, natlink_micropython, tmp_path):
 def test_the_repl_stays_live_while_the_router_waits(natlink_micropython, tmp_path):
     # natlink.wait() sleeps with the GIL released: another thread (the REPL) runs on.
     res = run_case("WT32_ETH01", "gil", tmp_path, exe=natlink_micropython)
-    assert res["timed_out"] is False and 400 <= res["waited_ms"] < 2000
-    assert res["spins"] > 10000, res   # held, the other thread could not have run at all
+    assert res["timed_out"] is False and res["waited_ms"] >= 400
+    # With the GIL held, this thread could not run at all: at most the few turns the GIL
+    # gives between the flag and the call (hundreds of thousands come in 500 ms here).
+    assert res["ran_meanwhile"] > 100, res
 
 
 @pytest.mark.parametrize("board", BOARDS)

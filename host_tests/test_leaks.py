@@ -8,12 +8,11 @@ import json
 import os
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror, IPOption_LSRR, IPOption_SSRR
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
 from scapy.layers.inet import IPOption_RR, IPOption_Router_Alert
-from scapy.packet import Raw, raw
+from scapy.packet import raw
 
 import config
-import nat
 from runtimes import run_unix, unix_binary
 from test_router import CLIENT, HOST1, HOST2, LAN_ADDR, SERVER, WAN_ADDR, Net, changed
 
@@ -57,9 +56,7 @@ def test_wan_icmp_error_to_the_quoted_source_still_arrives(net):
 
 def test_lan_icmp_error_not_to_the_quoted_source_is_dropped(net):
     out_and_back(net)
-    reply = IP(src=HOST1, dst=SERVER) / UDP(sport=40000, dport=53)  # as HOST1 got it, reversed
     got = IP(src=SERVER, dst=HOST1, ttl=60) / UDP(sport=53, dport=40000) / b"answer"
-    assert reply  # (the flow's reply direction)
     for dst in (OTHER, SERVER):
         err = IP(src=HOST1, dst=dst) / ICMP(type=3, code=3) / raw(got)[:28]
         lan_out, wan_out = net.from_lan(err)

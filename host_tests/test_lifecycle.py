@@ -9,7 +9,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.packet import raw
 
 import nat
-from test_router import CLIENT, HOST1, HOST2, LAN_ADDR, SERVER, WAN_ADDR, Net, changed
+from test_router import HOST1, HOST2, SERVER, WAN_ADDR, Net, changed
 
 OTHER = "203.0.113.77"
 

@@ -14,12 +14,11 @@ import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import topology
-from hostenv import PEERS, wait_port
+from hostenv import PEERS
 from netns import background, capture, topology as built_topology
 from topology import FORWARD_TCP, FORWARD_UDP, LAN1, LAN2, LAN_GW, SRV, WAN
 
@@ -42,9 +41,7 @@ def test_tcp_download_of_8_mb_arrives_intact(vtopo):
     www.mkdir(exist_ok=True)
     data = os.urandom(8 << 20)
     (www / "blob").write_bytes(data)
-    web = vtopo.popen(vtopo.srv, sys.executable, "-m", "http.server", "-d", www, "-b", SRV, "8000")
-    with background(web):
-        wait_port(vtopo.srv, SRV, 8000)
+    with vtopo.http_server(www, 8000):
         size, digest = vtopo.fetch(vtopo.lan1, "http://%s:8000/blob" % SRV)
     assert size == len(data)
     assert digest == hashlib.sha256(data).hexdigest()
@@ -159,10 +156,6 @@ def _flow_port(flows, start):
     raise AssertionError("no flow %r in %s" % (start, flows))
 
 
-def _board(topo, code):
-    return ast.literal_eval(topo.exec_on_board(code).strip())
-
-
 def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
     """Floods of malformed and hostile frames at layer 2 from the WAN (at the board's WAN
     MAC) and from a LAN host: nothing reaches lan1 or the WAN while live flows exist; the
@@ -170,14 +163,14 @@ def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
     with background(vtopo.serve(vtopo.srv, "udp", 7, "srv")):
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["live"], sport=40007)[0].startswith("srv")
         assert vtopo.ping(vtopo.lan1, SRV)
-        flows = _board(vtopo, "import router; print(router.running.flows())")
+        flows = vtopo.eval_on_board("import router; print(router.running.flows())")
         params = {"count": HOSTILE_COUNT, "wan": WAN, "wan_net": ["198.51.100.0", "198.51.100.255"],
                   "lan": LAN_GW, "lan_net": ["192.168.4.0", "192.168.4.255"], "inside": LAN1,
                   "remote": SRV, "forward": FORWARD_TCP,
                   "live_udp": [40007, _flow_port(flows, "udp %s:40007" % LAN1)],
                   "live_id": _flow_port(flows, "icmp %s:" % LAN1)}
-        before = _board(vtopo, "import router; print(router.running.counters())")
-        links_before = _board(vtopo, "import board; print(board.counters())")
+        before = vtopo.eval_on_board("import router; print(router.running.counters())")
+        links_before = vtopo.eval_on_board("import board; print(board.counters())")
         host_before = vtopo.lwip_host_state() if vtopo.board == "lwip_host" else None
         with capture(vtopo, vtopo.lan1, "eth0", 20) as at_lan1:
             sent_wan = json.loads(vtopo.peer(vtopo.isp, "hostile.py", "wan", "rtr",
@@ -189,8 +182,8 @@ def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
                                              vtopo.mac(vtopo.rtr, "lan"), json.dumps(params),
                                              timeout=60).stdout)
             time.sleep(0.5)
-        after = _board(vtopo, "import router; print(router.running.counters())")
-        links_after = _board(vtopo, "import board; print(board.counters())")
+        after = vtopo.eval_on_board("import router; print(router.running.counters())")
+        links_after = vtopo.eval_on_board("import board; print(board.counters())")
         host_after = vtopo.lwip_host_state() if vtopo.board == "lwip_host" else None
         # Still routing: the live flow answers, a new connection goes through.
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["again"], sport=40007)[0].startswith("srv")

@@ -3,9 +3,6 @@
 the viper framing is compared with its pure-Python twins and checked for allocation.
 No namespaces needed."""
 import importlib.util
-import random
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -2,15 +2,13 @@
 against the running board (status, flows, a port forward added and used, a bad value
 refused, save() and a restart of the board process), and DHCP with a real client
 (busybox udhcpc) in the LAN namespaces. Needs root and `ip netns`; skipped otherwise."""
-import ast
 import shutil
-import time
 
 import pytest
 
 from hostenv import PEERS
 from netns import background, topology
-from topology import LAN1, LAN_GW, SRV, WAN
+from topology import LAN1, LAN2, LAN_GW, SRV, WAN
 
 NEW_FORWARD = 9090
 
@@ -21,16 +19,11 @@ def vtopo():
         yield topo
 
 
-def board(topo, code):
-    """Run code on the board's REPL; the value of its last line, printed with repr."""
-    return ast.literal_eval(topo.exec_on_board(code).strip().splitlines()[-1])
-
-
 def test_status_and_flows_over_the_repl(vtopo):
     with background(vtopo.serve(vtopo.srv, "udp", 7, "srv")):
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["hi"], sport=40100)[0].startswith("srv hi")
-        status = board(vtopo, "import manage; print(repr(manage.status()))")
-        flows = board(vtopo, "import manage; print(repr(manage.flows('udp', '%s')))" % LAN1)
+        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
+        flows = vtopo.eval_on_board("import manage; print(repr(manage.flows('udp', '%s')))" % LAN1)
     assert status["running"] and status["lan"]["addr"] == LAN_GW and status["wan"]["addr"] == WAN
     assert status["counters"]["translated_out"] >= 1 and status["flows"]["udp"][0] >= 1
     assert {"lan", "wan"} <= set(status["links"])
@@ -51,7 +44,7 @@ def test_a_forward_added_over_the_repl_works_survives_save_and_a_restart(vtopo):
         vtopo.stop_board()
         vtopo.start_board()
         assert vtopo.talk(vtopo.srv, "tcp", WAN, NEW_FORWARD, ["again"])[0].startswith("lan1 again")
-    forwards = board(vtopo, "import manage; print(repr(manage.forwards()))")
+    forwards = vtopo.eval_on_board("import manage; print(repr(manage.forwards()))")
     assert {"proto": "tcp", "port": NEW_FORWARD, "to": LAN1, "to_port": 81} in forwards
 
 
@@ -97,19 +90,17 @@ def test_a_real_dhcp_client_gets_an_address_a_route_and_dns_then_reaches_the_ser
             "24", LAN_GW, "9.9.9.9", LAN_GW)
         assert int(lease["lease"]) == 3600
         assert vtopo.ping(vtopo.lan2, SRV)  # configured by the lease alone
-        leases = board(vtopo, "import manage; print(repr(manage.leases()))")
+        leases = vtopo.eval_on_board("import manage; print(repr(manage.leases()))")
         assert [x["addr"] for x in leases if x["state"] == "bound"] == [lease["ip"]]
         # The lease outlives the board: after a restart the same client keeps its address.
         vtopo.stop_board()
         vtopo.start_board()
-        leases = board(vtopo, "import manage; print(repr(manage.leases()))")
+        leases = vtopo.eval_on_board("import manage; print(repr(manage.leases()))")
         assert [x["addr"] for x in leases if x["state"] == "bound"] == [lease["ip"]]
         again = lease_of(udhcpc(vtopo, vtopo.lan2))
         assert again is not None and again["ip"] == lease["ip"]
     finally:
-        vtopo.run(vtopo.lan2, "ip", "addr", "flush", "dev", "eth0")
-        vtopo.run(vtopo.lan2, "ip", "addr", "add", "192.168.4.3/24", "dev", "eth0")
-        vtopo.run(vtopo.lan2, "ip", "route", "replace", "default", "via", LAN_GW)
+        readdress_lan2(vtopo)
 
 
 def test_an_exhausted_pool_gives_no_lease_and_garbage_harms_nothing(vtopo):
@@ -118,26 +109,31 @@ def test_an_exhausted_pool_gives_no_lease_and_garbage_harms_nothing(vtopo):
     set_pool = ("import manage; print(repr(manage.change({'dhcp.first': '192.168.4.150', "
                 "'dhcp.last': '192.168.4.150', 'dhcp.static': [{'mac': '02:00:00:00:99:99', "
                 "'addr': '192.168.4.150'}]})))")
-    assert board(vtopo, set_pool) == {"applied": ["dhcp"], "pending": []}
+    assert vtopo.eval_on_board(set_pool) == {"applied": ["dhcp"], "pending": []}
     vtopo.run(vtopo.lan2, "ip", "addr", "flush", "dev", "eth0")
     try:
         # garbage to port 67 first: the server drops it and goes on
         vtopo.peer(vtopo.lan2, "dhcp_garbage.py", "eth0", vtopo.mac(vtopo.rtr, "lan"), 50)
         assert udhcpc(vtopo, vtopo.lan2) in ([], [["LEASE", "leasefail"]])
-        status = board(vtopo, "import manage; print(repr(manage.status()))")
+        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
         assert status["dhcp"]["no_address"] >= 1 and status["dhcp"]["dropped_malformed"] >= 40
         assert status["dhcp"]["errors"] == 0 and status["counters"]["errors"] == 0
         # room again: the same client gets the freed address at once
-        board(vtopo, "import manage; print(repr(manage.set('dhcp.static', [])))")
+        vtopo.eval_on_board("import manage; print(repr(manage.set('dhcp.static', [])))")
         lease = lease_of(udhcpc(vtopo, vtopo.lan2))
         assert lease is not None and lease["ip"] == "192.168.4.150", (lease, mac)
     finally:
-        vtopo.run(vtopo.lan2, "ip", "addr", "flush", "dev", "eth0")
-        vtopo.run(vtopo.lan2, "ip", "addr", "add", "192.168.4.3/24", "dev", "eth0")
-        vtopo.run(vtopo.lan2, "ip", "route", "replace", "default", "via", LAN_GW)
+        readdress_lan2(vtopo)
+
+
+def readdress_lan2(topo):
+    """lan2 back to its static address and route, after a DHCP test took them."""
+    topo.run(topo.lan2, "ip", "addr", "flush", "dev", "eth0")
+    topo.run(topo.lan2, "ip", "addr", "add", "%s/24" % LAN2, "dev", "eth0")
+    topo.run(topo.lan2, "ip", "route", "replace", "default", "via", LAN_GW)
 
 
 def test_the_board_logged_no_exception(vtopo):
     assert "Traceback" not in vtopo.console.text()
-    status = board(vtopo, "import manage; print(repr(manage.status()))")
+    status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
     assert status["counters"]["errors"] == 0 and status["last_error"] is None

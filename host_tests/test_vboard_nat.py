@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from hostenv import wait_port
-from netns import background, capture, topology
-from topology import FORWARD_TCP, LAN1, LAN2, SRV, SRV2, WAN
+from netns import background, capture, on_board, topology
+from topology import FORWARD_TCP, SRV, SRV2, WAN
 
 STUN = 3478
 
@@ -23,10 +22,6 @@ STUN = 3478
 def vtopo():
     with topology("n") as topo:
         yield topo
-
-
-def on_board(topo, code):
-    return topo.exec_on_board(code).strip()
 
 
 def natdiscovery(topo, *flags):
@@ -135,14 +130,12 @@ def test_4000_byte_datagrams_cross_both_ways_and_in_reversed_fragment_order(vtop
         waiter.stdin.flush()
         got = waiter.communicate(timeout=15)[0].strip()
     assert got == "GOT 4000 bytes abcdefghij..abcdefghij from %s:9001" % SRV, got
-    frags = eval(on_board(vtopo, "import manage; print(repr(manage.status()['counters']))"))
+    frags = vtopo.eval_on_board("import manage; print(repr(manage.status()['counters']))")
     assert frags["frag_held"] >= 4 and frags["frag_released"] >= 4, frags
 
 
 def test_path_mtu_discovery_across_a_1280_byte_wan_link(vtopo):
-    with background(vtopo.popen(vtopo.srv, "python3", "-m", "http.server", "-b", SRV, "8001",
-                                "-d", str(vtopo.workdir), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)):
+    with vtopo.http_server(vtopo.workdir, 8001):
         (vtopo.workdir / "blob").write_bytes(bytes(range(256)) * 4096)  # 1 MB
         assert "pending" in on_board(vtopo, "import manage; print(manage.set('wan.mtu', 1280))")
         assert "'restarted': True" in on_board(vtopo, "import manage; print(manage.apply())")
@@ -150,7 +143,6 @@ def test_path_mtu_discovery_across_a_1280_byte_wan_link(vtopo):
             out = vtopo.run(vtopo.lan1, "ping", "-n", "-c", "2", "-i", "0.5", "-W", "2", "-M", "do",
                             "-s", "1400", SRV, check=False, timeout=10)
             assert "mtu = 1280" in out.stdout + out.stderr, out.stdout + out.stderr
-            wait_port(vtopo.srv, SRV, 8001)
             size, digest = vtopo.fetch(vtopo.lan1, "http://%s:8001/blob" % SRV)
             assert (size, digest) == (1 << 20, hashlib.sha256(bytes(range(256)) * 4096).hexdigest())
         finally:
@@ -162,10 +154,7 @@ def test_a_syn_flood_from_lan2_leaves_lan1s_download_running(vtopo):
     (vtopo.workdir / "big").write_bytes(blob)
     on_board(vtopo, "import manage; manage.change({'table.tcp': 64}); manage.apply()")
     try:
-        with background(vtopo.popen(vtopo.srv, "python3", "-m", "http.server", "-b", SRV, "8002",
-                                    "-d", str(vtopo.workdir), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)):
-            wait_port(vtopo.srv, SRV, 8002)
+        with vtopo.http_server(vtopo.workdir, 8002):
             fetch = vtopo.peer_bg(vtopo.lan1, "fetch.py", "http://%s:8002/big" % SRV, 60)
             with background(fetch):
                 time.sleep(0.3)
@@ -173,7 +162,7 @@ def test_a_syn_flood_from_lan2_leaves_lan1s_download_running(vtopo):
                 assert flood.stdout.strip() == "3000"
                 size, digest = fetch.communicate(timeout=90)[0].split()
         assert (int(size), digest) == (len(blob), hashlib.sha256(blob).hexdigest())
-        status = eval(on_board(vtopo, "import manage; print(repr(manage.status()))"))
+        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
         assert status["flows"]["tcp"] == (64, 64) and status["counters"]["errors"] == 0  # full
     finally:
         on_board(vtopo, "import manage; manage.change({'table.tcp': 512}); manage.apply()")

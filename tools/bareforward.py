@@ -110,7 +110,8 @@ def _ballast():
             keep.append([len(keep), str(len(keep))])
         gc.collect()
         gc.threshold(128 * 1024)  # boards/vboard/board.py GC_THRESHOLD
-    return keep if kb else None
+        return keep
+    return None
 
 
 def main(argv):

@@ -36,7 +36,7 @@ from pathlib import Path
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from hostenv import BOARDS, FIRMWARE, board_modules
+from hostenv import BOARDS, FIRMWARE, board_files
 
 sys.path.insert(0, str(FIRMWARE))
 import config  # noqa: E402  (the firmware's own defaults and validation)
@@ -76,19 +76,14 @@ def frozen(board):
 
 def sources(board):
     """{device path: local file}: the firmware, its nat package, the board's modules
-    (and the shared ones they import: hostenv.board_modules);
+    (hostenv.board_files);
     for a board with the firmware frozen in, main.py alone."""
     if frozen(board):
         return {"main.py": FIRMWARE / "main.py"}
-    files = {p.name: p for p in sorted(FIRMWARE.glob("*.py"))}
-    for p in sorted((FIRMWARE / "nat").rglob("*.py")):
-        if "__pycache__" not in p.parts:
-            files[p.relative_to(FIRMWARE).as_posix()] = p
-    for p in board_modules(board):
-        if p.name in files:
-            raise DeployError("%s would overwrite firmware/%s" % (p, p.name))
-        files[p.name] = p
-    return files
+    try:
+        return board_files(board)
+    except ValueError as e:
+        raise DeployError(str(e))
 
 
 def config_path(board):
@@ -151,10 +146,11 @@ def image(files, mpy, device_mpy):
     """({device path: bytes}, [device paths that must not exist]): each module as .py, or
     as .mpy with mpy; the other form of it is stale."""
     version, march = mpy_format(device_mpy)
-    if mpy and version != mpy_cross_version():
+    writes = mpy_cross_version() if mpy else None
+    if mpy and version != writes:
         raise DeployError("the device loads .mpy v%d.%d, mpy-cross writes v%d.%d: "
                           "deploy without --mpy or install the matching mpy-cross"
-                          % (version + mpy_cross_version()))
+                          % (version + writes))
     out, stale = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for remote, src in files.items():

@@ -25,6 +25,20 @@ def board_modules(board_dir):
                   if "import %s" % p.stem in text or "from %s import" % p.stem in text]
 
 
+def board_files(board_dir):
+    """{device path: local file}: what a board's filesystem holds to run the firmware
+    from source: firmware/*.py, the nat package, the board's modules (board_modules).
+    ValueError when a board module would shadow a firmware one."""
+    files = {p.name: p for p in sorted(FIRMWARE.glob("*.py"))}
+    for p in sorted((FIRMWARE / "nat").glob("*.py")):
+        files["nat/" + p.name] = p
+    for p in board_modules(board_dir):
+        if p.name in files:
+            raise ValueError("%s would overwrite firmware/%s" % (p, p.name))
+        files[p.name] = p
+    return files
+
+
 def micropython_binary():
     """The unix port's `micropython` command (the venv's first), or None."""
     for here in (Path(sys.executable).parent / "micropython", ROOT / ".venv" / "bin" / "micropython"):

@@ -18,6 +18,7 @@ Topology(board="lwip_host") runs the same firmware on the lwIP host board
 program in which Debian's lwIP owns 192.168.4.1 and 198.51.100.2 and natlink hands the
 router its packets over Unix datagram sockets (boards/lwip_host/README.md).
 """
+import ast
 import json
 import os
 import shutil
@@ -30,9 +31,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hostenv import (BOARDS, FIRMWARE, PEERS, board_modules, micropython_binary,
+from hostenv import (BOARDS, FIRMWARE, PEERS, board_files, lwip_host_binary, micropython_binary,
                      mpremote_command, sh, wait_port)
-from hostenv import lwip_host_binary
 
 BOARD = BOARDS / "vboard"
 
@@ -156,6 +156,12 @@ class Topology:
     def run(self, ns, *cmd, **kw):
         return sh("ip", "netns", "exec", ns, *cmd, **kw)
 
+    def _offloads_off(self, ns, dev):
+        # No TSO/GSO/GRO: the raw sockets see real frames of at most 1514 bytes; no
+        # checksum offload: every packet carries a valid checksum.
+        self.run(ns, "ethtool", "-K", dev, *[x for o in OFFLOADS for x in (o, "off")],
+                 check=False)
+
     def popen(self, ns, *cmd, **kw):
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.STDOUT)
@@ -217,10 +223,7 @@ class Topology:
            "peer", "name", name_b, "netns", ns_b)
         for ns, name in ((ns_a, name_a), (ns_b, name_b)):
             sh("ip", "-n", ns, "link", "set", "dev", name, "mtu", "1500")
-            # no TSO/GSO/GRO: the raw sockets see real frames of at most 1514 bytes;
-            # no checksum offload: every packet carries a valid checksum
-            self.run(ns, "ethtool", "-K", name, *[x for o in OFFLOADS for x in (o, "off")],
-                     check=False)
+            self._offloads_off(ns, name)
             if bridge and ns == self.sw:
                 sh("ip", "-n", ns, "link", "set", "dev", name, "master", "br0")
             sh("ip", "-n", ns, "link", "set", "dev", name, "up")
@@ -239,12 +242,9 @@ class Topology:
     def install_flash(self, config=None):
         """The board's filesystem: firmware, nat package, board module, natrouter.json."""
         self.erase_flash()
-        for src in FIRMWARE.glob("*.py"):
-            shutil.copy(src, self.flash)
-        shutil.copytree(FIRMWARE / "nat", self.flash / "nat",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for src in board_modules(BOARDS / self.board):
-            shutil.copy(src, self.flash)
+        (self.flash / "nat").mkdir()
+        for remote, src in board_files(BOARDS / self.board).items():
+            shutil.copy(src, self.flash / remote)
         default = LWIP_CONFIG if self.board == "lwip_host" else CONFIG
         (self.flash / "natrouter.json").write_text(json.dumps(config or default, indent=1))
 
@@ -324,15 +324,13 @@ class Topology:
         MAC the neighbours and the tests know (a bridge would claim that MAC itself)."""
         for link, tap in LWIP_TAPS.items():
             self.run(self.rtr, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
-            self.run(self.rtr, "ethtool", "-K", tap, *[x for o in OFFLOADS for x in (o, "off")],
-                     check=False)
+            self._offloads_off(self.rtr, tap)
             sh("ip", "-n", self.rtr, "link", "set", "dev", tap, "mtu", "1500", "up")
             for src, dst in ((link, tap), (tap, link)):
-                sh("ip", "netns", "exec", self.rtr, "tc", "qdisc", "add", "dev", src,
-                   "handle", "ffff:", "ingress")
-                sh("ip", "netns", "exec", self.rtr, "tc", "filter", "add", "dev", src,
-                   "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
-                   "action", "mirred", "egress", "redirect", "dev", dst)
+                self.run(self.rtr, "tc", "qdisc", "add", "dev", src, "handle", "ffff:", "ingress")
+                self.run(self.rtr, "tc", "filter", "add", "dev", src, "parent", "ffff:",
+                         "protocol", "all", "u32", "match", "u32", "0", "0",
+                         "action", "mirred", "egress", "redirect", "dev", dst)
         # A unix datagram socket queues 10 datagrams by default (per namespace): room
         # for the bursts between the host program and the firmware.
         self.run(self.rtr, "sysctl", "-qw", "net.unix.max_dgram_qlen=512")
@@ -343,8 +341,7 @@ class Topology:
         if self.rtr not in listed:
             return
         for link, tap in LWIP_TAPS.items():
-            sh("ip", "netns", "exec", self.rtr, "tc", "qdisc", "del", "dev", link, "ingress",
-               check=False)
+            self.run(self.rtr, "tc", "qdisc", "del", "dev", link, "ingress", check=False)
             sh("ip", "-n", self.rtr, "link", "del", "dev", tap, check=False)
 
     def start_lwip_host(self, ready_timeout=10):
@@ -417,6 +414,10 @@ class Topology:
         with self.pty_released():
             return sh(*mpremote_command(), "connect", self.pty, "resume", "exec", code,
                       timeout=timeout).stdout
+
+    def eval_on_board(self, code, timeout=20):
+        """Run code on the board's REPL; the value its last output line prints (repr)."""
+        return ast.literal_eval(self.exec_on_board(code, timeout).strip().splitlines()[-1])
 
     @contextmanager
     def pty_released(self):
@@ -492,6 +493,20 @@ class Topology:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("echo server in %s did not start" % ns)
         return proc
+
+    @contextmanager
+    def http_server(self, directory, port, address=SRV):
+        """Python's http.server on srv, serving directory; ready when entered, stopped on
+        exit whatever happens."""
+        proc = self.popen(self.srv, sys.executable, "-m", "http.server", "-d", directory,
+                          "-b", address, port, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        try:
+            wait_port(self.srv, address, port)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(5)
 
     def talk(self, ns, proto, host, port, messages=("hello",), sport=0, timeout=2):
         """Client of serve(): one result line per message ('<reply>', REFUSED or TIMEOUT)."""

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from hostenv import wait_port
 from topology import (FORWARD_TCP, LAN_GW, SRV, WAN, Topology, Unavailable, board_state,
                       check_host, handle_signals)
 from topology import BOARD_NAMES, check_board
@@ -37,18 +36,13 @@ def demo(topo):
     blob.mkdir(exist_ok=True)
     data = os.urandom(4 << 20)
     (blob / "blob").write_bytes(data)
-    web = topo.popen(topo.srv, sys.executable, "-m", "http.server", "-d", blob, "-b", SRV, "8000",
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(topo.srv, SRV, 8000)
+    with topo.http_server(blob, 8000):
         t = time.monotonic()
         size, digest = topo.fetch(topo.lan1, "http://%s:8000/blob" % SRV)
         dt = time.monotonic() - t
         same = digest == hashlib.sha256(data).hexdigest()
         say("HTTP download of %d bytes through NAT: %s, %.1f Mbit/s"
             % (size, "hash ok" if same else "HASH MISMATCH", size * 8 / dt / 1e6))
-    finally:
-        web.terminate()
     udp = topo.serve(topo.srv, "udp", 7, "srv")
     say("UDP to %s:7 -> %s" % (SRV, topo.talk(topo.lan1, "udp", SRV, 7, ["hi"])))
     say("UDP to closed port %s:9 -> %s" % (SRV, topo.talk(topo.lan1, "udp", SRV, 9, ["hi"])))
