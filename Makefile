@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn
 
-.PHONY: setup test natlink lwip-host demo bench bench-net clean
+.PHONY: setup test lint layout natlink lwip-host demo bench bench-net clean
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -18,7 +18,10 @@ setup: $(VENV)/.installed
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "not root: skipping Debian packages ($(APT_PACKAGES)); network tests will be skipped"; fi
 
+# ruff first (pyproject.toml), then every suite; tools/layout.py's copies are checked
+# by host_tests/test_engine_layout.py.
 test: setup natlink lwip-host
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest host_tests -q
 
 # The natlink C core (boards/natlink/) with its host harness, against Debian's lwIP
@@ -55,6 +58,13 @@ $(LWIP_HOST_BIN): $(LWIP_HOST_SRC) boards/natlink/natlink.h boards/natlink/host/
 	mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra $(LWIP_HOST_SLOTS) -I$(LWIP_INC) -Iboards/natlink \
 	  -Iboards/natlink/host -o $@ $(LWIP_HOST_SRC) -llwip -lpthread
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Rewrite the layout constants the fast modules copy (tools/layout.py).
+layout: setup
+	$(PY) tools/layout.py
 
 demo: setup
 	$(PY) tools/vboard.py demo

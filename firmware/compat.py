@@ -1,27 +1,24 @@
-# MicroPython names the firmware uses, with CPython stand-ins so the same modules run in
-# host tests and tools. Only this module knows which runtime it is on.
+# What differs between the runtimes the firmware runs on (MicroPython on a board or the
+# unix port, the 32-bit WASI build, CPython in host tests and tools), answered once.
+# No other firmware module asks which runtime it is on.
 try:
     from micropython import const
-except ImportError:
+except ImportError:  # CPython
     def const(x):
         return x
 
 try:
-    from micropython import heap_lock, heap_unlock
-except ImportError:
-    def heap_lock():
-        return 0
-
-    def heap_unlock():
-        return 0
-
-try:
     from time import ticks_ms, ticks_diff, sleep_ms
-except ImportError:  # CPython: the engine's clock has the stand-ins (2**30 ms wrap, as MicroPython)
-    from nat.clock import ticks_ms, ticks_diff
+except ImportError:  # CPython: the same 2**30 ms wrap as MicroPython's ticks
+    from time import monotonic, sleep
+
+    def ticks_ms():
+        return int(monotonic() * 1000) & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 
     def sleep_ms(ms):
-        from time import sleep
         sleep(ms / 1000)
 
 
@@ -36,7 +33,8 @@ def _os_urandom():
 
 class _Xorshift:
     """Stand-in for ports whose os.urandom fails: xorshift16, seeded from the ticks
-    clock. Not cryptographic; it only spreads translated ports. Slow path only."""
+    clock. Not cryptographic; it only spreads translated ports and hash seeds. Slow path
+    only."""
 
     def __init__(self):
         self.s = (ticks_ms() & 0xFFFF) or 0xACE1

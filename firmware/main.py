@@ -1,6 +1,6 @@
-# Boot entry: runs the router in the background and leaves the REPL free.
-#   import router; router.running.counters()
+# Boot entry: runs the router on its own thread and leaves the REPL free.
+#   import nr; nr.help()
 import board
-import router
+from manage.runner import runner
 
-router.start(board)
+runner.start(board)

@@ -1,7 +1,7 @@
 # natrouter at the REPL:   import nr; nr.help()
-# Thin printing over manage.py (plain data in and out, which a status page calls too):
+# Thin printing over manage/api.py (plain data in and out, which a status page calls too):
 # every function here prints and returns nothing, except where a value is the point.
-import manage
+from manage import api
 
 HELP = """natrouter at the REPL
   nr.status()                            uptime, addresses, counters, flows in use
@@ -18,7 +18,7 @@ changes (validated first: a bad value changes nothing and says why)
   nr.apply()                             restart forwarding with changed addresses,
                                          MTU or table sizes (they wait for it)
   nr.save()                              keep the configuration across reboots
-data for scripts: import manage  (the same, returning dicts and lists)"""
+data for scripts: from manage import api  (the same, returning dicts and lists)"""
 
 
 def help():
@@ -26,7 +26,7 @@ def help():
 
 
 def status():
-    s = manage.status()
+    s = api.status()
     print("natrouter %s, up %s" % ("running" if s["running"] else "STOPPED", _duration(s["uptime_s"])))
     lan, wan = s["lan"], s["wan"]
     print("  LAN %s/%s mtu %d   WAN %s/%s via %s mtu %d" % (
@@ -52,7 +52,7 @@ def status():
 
 
 def flows(proto=None, host=None, limit=20):
-    rows = manage.flows(proto, host, limit)
+    rows = api.flows(proto, host, limit)
     if not rows:
         print("no flows")
         return
@@ -64,7 +64,7 @@ def flows(proto=None, host=None, limit=20):
 
 
 def forwards():
-    rows = manage.forwards()
+    rows = api.forwards()
     if not rows:
         print("no port forwards")
     for f in rows:
@@ -73,11 +73,11 @@ def forwards():
 
 def config():
     import json
-    print(json.dumps(manage.configuration()))
+    print(json.dumps(api.configuration()))
 
 
 def leases():
-    rows = manage.leases()
+    rows = api.leases()
     if not rows:
         print("no leases")
     for r in rows:
@@ -86,32 +86,32 @@ def leases():
 
 
 def set(key, value):
-    _said(manage.set(key, value))
+    _said(api.set(key, value))
 
 
 def change(changes):
-    _said(manage.change(changes))
+    _said(api.change(changes))
 
 
 def forward(proto, port, to, to_port=None):
-    _said(manage.add_forward(proto, port, to, to_port))
+    _said(api.add_forward(proto, port, to, to_port))
 
 
 def unforward(proto, port):
-    _said(manage.remove_forward(proto, port))
+    _said(api.remove_forward(proto, port))
 
 
 def forget(host):
-    gone = manage.remove_connections(host)
+    gone = api.remove_connections(host)
     print("removed %d tcp, %d udp, %d icmp" % (gone["tcp"], gone["udp"], gone["icmp"]))
 
 
 def apply():
-    print("restarted" if manage.apply()["restarted"] else "nothing to apply")
+    print("restarted" if api.apply()["restarted"] else "nothing to apply")
 
 
 def save():
-    r = manage.save()
+    r = api.save()
     print("saved to %s%s" % (r["saved"], " (not yet in force: nr.apply())" if r["pending"] else ""))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import config
+from manage import config
 import deploy
 from hostenv import BOARDS
 from netns import background, on_board, skip_reason, unique_prefix
@@ -91,12 +91,12 @@ def test_fresh_board_gets_the_firmware_and_the_default_config_and_routes(board):
     assert json.loads((board.flash / "natrouter.json").read_text()) == config.defaults()
     for remote, src in deploy.sources(BOARD).items():
         assert (board.flash / remote).read_bytes() == src.read_bytes(), remote
-    assert on_board(board, "import router; print(router.running.is_running())") == "True"
+    assert on_board(board, "from manage.runner import runner; print(runner.router.is_running())") == "True"
     routes(board)
 
 
 def test_redeploy_keeps_the_boards_config_and_restarts_with_it(board):
-    on_board(board, "import config, json\nconfig.save('natrouter.json', json.loads(%r))"
+    on_board(board, "from manage import config\nimport json\nconfig.save('natrouter.json', json.loads(%r))"
              % json.dumps(FORWARDING))
     mine = (board.flash / "natrouter.json").read_bytes()
     assert json.loads(mine)["forwards"] == FORWARDING["forwards"]
@@ -140,11 +140,12 @@ def test_a_given_config_is_written_when_the_board_has_none(board):
 
 def test_verification_names_a_corrupted_and_a_missing_file(board):
     run_deploy(board, "--verify-only")
-    on_board(board, "f = open('router.py', 'r+b')\nf.seek(100)\nc = f.read(1)[0]\nf.seek(100)\n"
+    on_board(board, "f = open('forward/router.py', 'r+b')\nf.seek(100)\nc = f.read(1)[0]\nf.seek(100)\n"
                     "f.write(bytes([c ^ 1]))\nf.close()\nimport os\nos.remove('nat/flows.py')")
     proc = run_deploy(board, "--verify-only", ok=False)
     problems = [line.strip() for line in proc.stderr.splitlines()[1:]]
-    assert len(problems) == 2 and problems[0].startswith("router.py: differs"), proc.stderr
+    problems.sort()
+    assert len(problems) == 2 and problems[0].startswith("forward/router.py: differs"), proc.stderr
     assert problems[1] == "nat/flows.py: missing on the device", proc.stderr
     proc = run_deploy(board)  # a deploy repairs exactly those two
     assert "2 copied" in proc.stdout, proc.stdout
@@ -157,14 +158,17 @@ def test_mpy_deploy_replaces_the_sources_and_routes(board):
     files = flash_files(board)
     sources = [f for f in files if f.endswith(".py")]
     assert sources == ["main.py"], sources  # booted by name; everything else compiled
-    assert "nat/_viper.mpy" in files and "router.mpy" in files, files
-    assert on_board(board, "import router, nat.core\nprint(router.__file__, nat.core.NAME, "
-                           "router.running.is_running())") == "router.mpy viper True"
+    assert "nat/_viper.mpy" in files and "forward/router.mpy" in files, files
+    assert on_board(board, "import nat.core\nfrom forward import router\n"
+                           "from manage.runner import runner\nprint(router.__file__, "
+                           "nat.core.NAME, runner.router.is_running())") == \
+        "forward/router.mpy viper True"
     routes(board)
     run_deploy(board, "--mpy", "--verify-only")
     run_deploy(board)  # back to source: the .mpy files go
     assert not [f for f in flash_files(board) if f.endswith(".mpy")]
-    assert on_board(board, "import router\nprint(router.__file__)") == "router.py"
+    assert on_board(board, "from forward import router\nprint(router.__file__)") == \
+        "forward/router.py"
     routes(board)
 
 

@@ -1,4 +1,4 @@
-"""The LAN's DHCP server (firmware/dhcp.py, RFC 2131/2132), with scapy as the
+"""The LAN's DHCP server (firmware/services/dhcp.py, RFC 2131/2132), with scapy as the
 independent oracle: every request is built by scapy's BOOTP()/DHCP() layers and every
 reply parsed by them.
 
@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
 
-import dhcp
-import dhcp_config
+from services import dhcp, dhcp_config
 from runtimes import MicroPythonError, run_unix, run_wasi
 
 import dhcp_cases
@@ -42,7 +41,7 @@ def make(cfg=None, store=None, t=1000):
 def request(mtype, mac=MAC1, ciaddr="0.0.0.0", giaddr="0.0.0.0", flags=0, xid=0x1234,
             **opts):
     """A client message built by scapy; opts are scapy's option names."""
-    options = [("message-type", mtype)] + [(k, v) for k, v in opts.items()] + ["end"]
+    options = [("message-type", mtype)] + list(opts.items()) + ["end"]
     return bytes(BOOTP(op=1, htype=1, hlen=6, xid=xid, flags=flags, ciaddr=ciaddr,
                        giaddr=giaddr, chaddr=mac + bytes(10)) / DHCP(options=options))
 
@@ -383,7 +382,7 @@ def test_remembered_address_taken_by_another_is_not_reused():
 
 
 def test_client_keys():
-    from dhcp_leases import client_key
+    from services.dhcp_leases import client_key
     by_mac = client_key(MAC1)
     assert len(by_mac) == 16 and by_mac[0] == 0xFE and by_mac[1:7] == MAC1
     short = client_key(MAC1, b"\x01" + MAC1)
@@ -1008,7 +1007,7 @@ def test_micropython_runs_the_same(runtime, cpython_transcript):
 
 def test_micropython_cases_can_fail():
     with pytest.raises(MicroPythonError) as failed:
-        run_unix("import dhcp_cases, dhcp\n"
+        run_unix("import dhcp_cases\nfrom services import dhcp\n"
                  "dhcp.DhcpServer._discover = lambda *a: 0\n"  # a server that never offers
                  "dhcp_cases.run_all()")
     out = str(failed.value)
@@ -1018,7 +1017,7 @@ def test_micropython_cases_can_fail():
 def test_lease_file_on_the_unix_port(tmp_path):
     path = str(tmp_path / "leases.json")
     code = (
-        "import dhcp, dhcp_cases as d\n"
+        "from services import dhcp\nimport dhcp_cases as d\n"
         "srv, clock = d.server(store=dhcp.LeaseFile(%r), t=900)\n"
         "a = d.dora(srv)\n"
         "clock.t += 100\n"

@@ -13,10 +13,10 @@ from scapy.layers.inet import (ICMP, IP, UDP, IPOption_NOP, IPOption_Router_Aler
                                IPOption_RR, defragment, fragment as scapy_fragment)
 from scapy.packet import Raw
 
-import fragments
+from forward import fragments
 import fragments_cases
 import nat
-from fragments import BAD, DF_SET, DROPPED, HELD, READY, Fragments, fragment
+from forward.fragments import BAD, DF_SET, DROPPED, HELD, READY, Fragments, fragment
 from oracle import PROPERTY, PortGen, rewritten, wire
 from runtimes import run_unix, run_wasi
 
@@ -296,7 +296,7 @@ def test_fragment_copies_only_copied_options():
     opts = [IPOption_RR(routers=["10.9.8.7"]), IPOption_NOP(), IPOption_Router_Alert()]
     pkt = bytes(datagram("udp", 3000, options=opts))
     hl = (pkt[0] & 15) * 4
-    got, pieces = split(pkt, 576)
+    _got, pieces = split(pkt, 576)
     assert pieces[0][:hl][20:] == pkt[20:hl]
     for b in pieces[1:]:
         q = IP(b)
@@ -329,7 +329,7 @@ def with_options(opts, size=3000):
 def test_fragment_option_lists(opts, later_opts):
     pkt = with_options(opts)
     hl = (pkt[0] & 15) * 4
-    got, pieces = split(pkt, 576)
+    _got, pieces = split(pkt, 576)
     assert pieces[0][20:hl] == pkt[20:hl]
     for b in pieces[1:]:
         assert (b[0] & 15) * 4 == 20 + len(later_opts)
@@ -401,7 +401,7 @@ def test_fragment_refuses_what_it_cannot_split(what):
 
 def test_fragment_never_writes_past_a_short_out_buffer():
     pkt = bytes(datagram("udp", 4000))
-    got, pieces = split(pkt, 1500, out_size=600)
+    _got, pieces = split(pkt, 1500, out_size=600)
     assert all(len(b) <= 600 for b in pieces) and reassemble(pieces) == pkt
 
 
@@ -570,7 +570,7 @@ def test_timeouts_release_entries_and_pool():
         assert fr.later(buf, len(buf)) == HELD
     assert fr.counters()["frag_entries"] == 16
     r.clock.now += 3000
-    pkt, side, want = crossings()["udp-out"]
+    pkt, side, _want = crossings()["udp-out"]
     pieces = scapy_fragment(pkt, 1480)
     r.arrive(pieces[2], side)      # any call drops what has expired on its way
     c = fr.counters()

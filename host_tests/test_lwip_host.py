@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-import config
+from manage import config
 from hostenv import BOARDS, micropython_binary
-from validation import Problems
+from manage.validation import Problems
 
 LWIP_HOST = BOARDS / "lwip_host"
 sys.path[:0] = [str(LWIP_HOST), str(BOARDS / "natlink")]

@@ -1,4 +1,4 @@
-"""Managing the running router (firmware/manage.py, plain data) and its REPL front
+"""Managing the running router (firmware/manage/api.py, plain data) and its REPL front
 (firmware/nr.py), on CPython: the router's loop in its own thread on MemoryLinks, the
 test in the REPL's place. The same over mpremote on the virtual board is in
 test_vboard_manage.py; the loop and the REPL hammering each other on the unix port
@@ -12,10 +12,9 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import raw
 
-import config
-import manage
 import nr
-import router
+from manage import api, config
+from manage.runner import runner
 from memlink import MemoryLink
 from runtimes import run_unix, unix_binary
 
@@ -56,31 +55,31 @@ def board(tmp_path):
     raw_cfg = config.defaults()
     raw_cfg["forwards"] = [{"proto": "tcp", "port": 8080, "to": HOST1, "to_port": 80}]
     config.save(b.CONFIG_PATH, raw_cfg)
-    router.start(b)
-    manage._edited = None
+    runner.start(b)
+    api._edited = None
     yield b
-    assert router.running.last_error is None and router.running.counters()["errors"] == 0
-    router.running.stop()
-    router.running.join()
-    router.running = None
-    manage._edited = None
+    assert runner.router.last_error is None and runner.router.counters()["errors"] == 0
+    runner.router.stop()
+    runner.router.join()
+    runner.router = None
+    api._edited = None
 
 
 def exchange(link, *pkts):
     """Hand packets to the router on its own thread; (what left LAN, what left WAN)."""
-    r = router.running
+    r = runner.router
     for p in pkts:
         r.call(link.inject, raw(p))
     r.call(lambda: None)  # the loop ran a poll after the packets arrived
     r.call(lambda: None)
-    board = router.board
+    board = runner.board
     return ([IP(b) for b in r.call(board.lan.take_all)],
             [IP(b) for b in r.call(board.wan.take_all)])
 
 
 def test_status_gives_addresses_counters_and_occupancy(board):
     exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=4000, dport=53))
-    s = manage.status()
+    s = api.status()
     assert s["running"] and s["uptime_s"] >= 0 and s["pending"] == []
     assert s["lan"] == {"addr": LAN, "mask": "255.255.255.0", "mtu": 1500}
     assert s["wan"]["gateway"] == "198.51.100.1"
@@ -94,80 +93,80 @@ def test_flows_filtered_and_bounded(board):
     pkts = [IP(src=HOST1, dst=SERVER) / UDP(sport=4000 + i, dport=53) for i in range(5)]
     pkts += [IP(src=HOST2, dst=SERVER) / TCP(sport=5000, dport=80, flags="S")]
     exchange(board.lan, *pkts)
-    assert len(manage.flows()) == 6
-    assert [f["proto"] for f in manage.flows("tcp")] == ["tcp"]
-    only = manage.flows(host=HOST2)
+    assert len(api.flows()) == 6
+    assert [f["proto"] for f in api.flows("tcp")] == ["tcp"]
+    only = api.flows(host=HOST2)
     assert only == [{"proto": "tcp", "inside": HOST2 + ":5000", "remote": SERVER + ":80",
                      "public": WAN + ":5000", "final": SERVER + ":80", "idle_s": 0}]
-    assert len(manage.flows("udp", limit=3)) == 3
-    for bad in (lambda: manage.flows("sctp"), lambda: manage.flows(host="1.2.3"),
-                lambda: manage.flows(limit=0)):
+    assert len(api.flows("udp", limit=3)) == 3
+    for bad in (lambda: api.flows("sctp"), lambda: api.flows(host="1.2.3"),
+                lambda: api.flows(limit=0)):
         with pytest.raises(ValueError):
             bad()
 
 
 def test_a_port_forward_added_at_the_repl_is_used_at_once(board):
-    assert manage.add_forward("udp", 6000, HOST2, 7000) == {"applied": ["forwards"], "pending": []}
+    assert api.add_forward("udp", 6000, HOST2, 7000) == {"applied": ["forwards"], "pending": []}
     lan_out, _ = exchange(board.wan, IP(src=CLIENT, dst=WAN) / UDP(sport=3333, dport=6000))
     assert [(p.dst, p[UDP].dport, p.src) for p in lan_out] == [(HOST2, 7000, CLIENT)]
-    assert {"proto": "udp", "port": 6000, "to": HOST2, "to_port": 7000} in manage.forwards()
+    assert {"proto": "udp", "port": 6000, "to": HOST2, "to_port": 7000} in api.forwards()
 
 
 def test_a_removed_forward_takes_its_connections_with_it(board):
     lan_out, _ = exchange(board.wan, IP(src=CLIENT, dst=WAN) / TCP(sport=3333, dport=8080, flags="S"))
-    assert len(lan_out) == 1 and manage.status()["flows"]["tcp"][0] == 1
-    manage.remove_forward("tcp", 8080)
-    assert manage.status()["flows"]["tcp"][0] == 0 and manage.forwards() == []
+    assert len(lan_out) == 1 and api.status()["flows"]["tcp"][0] == 1
+    api.remove_forward("tcp", 8080)
+    assert api.status()["flows"]["tcp"][0] == 0 and api.forwards() == []
     lan_out, _ = exchange(board.wan, IP(src=CLIENT, dst=WAN) / TCP(sport=3333, dport=8080, flags="A"))
     assert lan_out == []
     with pytest.raises(ValueError, match="no tcp forward of port 8080"):
-        manage.remove_forward("tcp", 8080)
+        api.remove_forward("tcp", 8080)
 
 
 @pytest.mark.parametrize("do,named", [
-    (lambda: manage.set("wan.adr", "1.2.3.4"), "wan.adr: unknown key"),
-    (lambda: manage.set("mtu", "1500"), "mtu: '1500' must be an integer"),
-    (lambda: manage.set("wan.addr", "198.51.100.999"), "wan.addr"),
-    (lambda: manage.set("ports.first", 70000), "ports.first"),
-    (lambda: manage.add_forward("tcp", 8080, HOST2), "forwards[1]: tcp port 8080 is already forwarded"),
-    (lambda: manage.add_forward("tcp", 9090, "10.0.0.1"), "forwards[1].to"),
-    (lambda: manage.add_forward("sctp", 9090, HOST2), "forwards[1].proto"),
-    (lambda: manage.set("dhcp.first", "10.0.0.1"), "dhcp.first"),
-    (lambda: manage.set("dns", ["127.0.0.1"]), "dns[0]"),
-    (lambda: manage.set("lan.addr", "10.0.0.1"), "forwards[0].to"),  # the forward is off it
-    (lambda: manage.change("mtu"), "changes must be a dict"),
-    (lambda: manage.set("forwards.5.port", 1), "forwards: no item 5"),
+    (lambda: api.set("wan.adr", "1.2.3.4"), "wan.adr: unknown key"),
+    (lambda: api.set("mtu", "1500"), "mtu: '1500' must be an integer"),
+    (lambda: api.set("wan.addr", "198.51.100.999"), "wan.addr"),
+    (lambda: api.set("ports.first", 70000), "ports.first"),
+    (lambda: api.add_forward("tcp", 8080, HOST2), "forwards[1]: tcp port 8080 is already forwarded"),
+    (lambda: api.add_forward("tcp", 9090, "10.0.0.1"), "forwards[1].to"),
+    (lambda: api.add_forward("sctp", 9090, HOST2), "forwards[1].proto"),
+    (lambda: api.set("dhcp.first", "10.0.0.1"), "dhcp.first"),
+    (lambda: api.set("dns", ["127.0.0.1"]), "dns[0]"),
+    (lambda: api.set("lan.addr", "10.0.0.1"), "forwards[0].to"),  # the forward is off it
+    (lambda: api.change("mtu"), "changes must be a dict"),
+    (lambda: api.set("forwards.5.port", 1), "forwards: no item 5"),
 ], ids=["key", "type", "address", "port", "overlap", "off-lan", "proto", "pool", "dns",
         "lan-vs-forward", "not-a-dict", "no-item"])
 def test_a_bad_change_is_refused_with_its_reason_and_changes_nothing(board, do, named):
-    before_cfg, before_running = manage.configuration(), router.running.cfg
+    before_cfg, before_running = api.configuration(), runner.router.cfg
     with pytest.raises(ValueError) as e:
         do()
     assert named in str(e.value), str(e.value)
     assert "\n" not in str(e.value)
-    assert manage.configuration() == before_cfg and router.running.cfg is before_running
-    assert manage.pending() == []
+    assert api.configuration() == before_cfg and runner.router.cfg is before_running
+    assert api.pending() == []
 
 
 def test_addresses_wait_for_apply_which_restarts_forwarding(board):
     exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=4000, dport=53))
-    result = manage.change({"wan.addr": "198.51.100.7", "table.udp": 32})
+    result = api.change({"wan.addr": "198.51.100.7", "table.udp": 32})
     assert result == {"applied": [], "pending": ["wan", "table"]}
-    assert manage.status()["wan"]["addr"] == WAN and manage.pending() == ["wan", "table"]
+    assert api.status()["wan"]["addr"] == WAN and api.pending() == ["wan", "table"]
     opened = board.opened
-    assert manage.apply() == {"restarted": True, "pending": []}
+    assert api.apply() == {"restarted": True, "pending": []}
     assert board.opened == opened + 1
-    s = manage.status()
+    s = api.status()
     assert s["wan"]["addr"] == "198.51.100.7" and s["flows"]["udp"] == (0, 32)
     _, wan_out = exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=4000, dport=53))
     assert [p.src for p in wan_out] == ["198.51.100.7"]
-    assert manage.apply() == {"restarted": False, "pending": []}
+    assert api.apply() == {"restarted": False, "pending": []}
 
 
 def test_save_keeps_the_edited_configuration(board):
-    manage.add_forward("udp", 6000, HOST2)
-    manage.set("wan.addr", "198.51.100.7")  # pending: saved all the same
-    assert manage.save() == {"saved": board.CONFIG_PATH, "pending": ["wan"]}
+    api.add_forward("udp", 6000, HOST2)
+    api.set("wan.addr", "198.51.100.7")  # pending: saved all the same
+    assert api.save() == {"saved": board.CONFIG_PATH, "pending": ["wan"]}
     cfg, problems = config.load(board.CONFIG_PATH)
     assert problems == [] and cfg["wan"]["addr"] == "198.51.100.7"
     assert cfg["forwards"][-1] == dict(cfg["forwards"][-1], proto="udp", port=6000, to=HOST2)
@@ -177,8 +176,8 @@ def test_forget_removes_a_hosts_flows_and_the_forwards_to_it(board):
     exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=4000, dport=53),
              IP(src=HOST2, dst=SERVER) / UDP(sport=4000, dport=53))
     exchange(board.wan, IP(src=CLIENT, dst=WAN) / TCP(sport=3333, dport=8080, flags="S"))
-    assert manage.remove_connections(HOST1) == {"tcp": 1, "udp": 1, "icmp": 0}
-    assert [f["inside"] for f in manage.flows()] == [HOST2 + ":4000"]
+    assert api.remove_connections(HOST1) == {"tcp": 1, "udp": 1, "icmp": 0}
+    assert [f["inside"] for f in api.flows()] == [HOST2 + ":4000"]
 
 
 def test_dhcp_is_served_on_the_lan(board):
@@ -195,7 +194,7 @@ def test_dhcp_is_served_on_the_lan(board):
     again = IP(raw(offer))
     del again.chksum, again[UDP].chksum
     assert raw(IP(raw(again))) == raw(offer)
-    assert manage.status()["dhcp"]["offers"] == 1
+    assert api.status()["dhcp"]["offers"] == 1
 
 
 def test_the_repl_prints_what_manage_returns(board, capsys):
@@ -225,7 +224,9 @@ def test_the_repl_prints_what_manage_returns(board, capsys):
 # ---- the loop and the REPL at once, on the unix port (no GIL: the real test)
 
 STRESS = r"""
-import _thread, time, config, manage, router, nat, pktlib
+import _thread, time, nat, pktlib
+from manage import api, config
+from manage.runner import runner
 from memlink import MemoryLink
 
 class Gen(MemoryLink):
@@ -263,24 +264,24 @@ cfg = config.defaults()
 cfg["table"] = {"tcp": 16, "udp": 32, "icmp": 8}
 config.save(Board.CONFIG_PATH, cfg)
 b = Board()
-router.start(b)
+runner.start(b)
 errors = 0
 i = 0
 # 150 rounds of changes at least, and on until the router has forwarded 1000 packets
 # meanwhile (however fast the threads run here), within a bound
 while i < 150 or (b.wan.sent <= 1000 and i < 50000):
-    manage.add_forward("udp", 6000 + i % 5, "192.168.4.%d" % (2 + i % 8)) if i % 10 < 5 else None
+    api.add_forward("udp", 6000 + i % 5, "192.168.4.%d" % (2 + i % 8)) if i % 10 < 5 else None
     try:
-        manage.remove_forward("udp", 6000 + i % 5)
+        api.remove_forward("udp", 6000 + i % 5)
     except ValueError:
         pass
-    manage.remove_connections("192.168.4.%d" % (2 + i % 8))
-    rows = manage.flows(limit=40)
+    api.remove_connections("192.168.4.%d" % (2 + i % 8))
+    rows = api.flows(limit=40)
     assert len(rows) <= 32, rows
-    s = manage.status()
+    s = api.status()
     assert 0 <= s["flows"]["udp"][0] <= 32
     i += 1
-r = router.running
+r = runner.router
 r.stop()
 r.join()
 t = r.table

@@ -120,5 +120,5 @@ def test_compile_errors_are_reported(tmp_path):
     ok = tmp_path / "ok.py"
     ok.write_text("x = 1\n")
     assert compile_all(files=[ok]) > 0
-    with pytest.raises(CompileError, match="bad.py"):
+    with pytest.raises(CompileError, match=r"bad\.py"):
         compile_all(files=[ok, bad])

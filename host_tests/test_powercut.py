@@ -1,11 +1,13 @@
-"""Power cuts in the middle of config.save() on the MicroPython unix port.
+"""Power cuts in the middle of a save on the MicroPython unix port, for every file the
+board keeps (manage/store.py writes both): the configuration (config.save) and the DHCP
+leases (services.dhcp_leases.LeaseFile).
 
-A child `micropython` saves two valid configurations alternately, as fast as it can, and
-is killed (SIGKILL) after a random delay; config.load, on CPython and on the unix port,
-must then give one of the two, whole: never the defaults, never half a file. Twice: with
-the host's rename (replaces its target in one step) and with a shim whose rename refuses
-an existing target and is slow, as on FAT, where save() steps the old file aside first and
-load() recovers the temporary file a cut leaves behind.
+A child `micropython` saves two valid versions alternately, as fast as it can, and is
+killed (SIGKILL) after a random delay; loading, on CPython and on the unix port, must
+then give one of the two, whole: never the defaults, never half a file. Twice: with the
+host's rename (replaces its target in one step) and with a shim whose rename refuses an
+existing target and is slow, as on FAT, where the save steps the old file aside first
+and the load recovers the temporary file a cut leaves behind.
 """
 import json
 import os
@@ -17,7 +19,7 @@ import time
 
 import pytest
 
-import config
+from manage import config, store
 from runtimes import FIRMWARE, run_unix, unix_binary
 
 ROUNDS = 30
@@ -31,9 +33,24 @@ B = {"wan": {"addr": "203.0.113.2", "mask": "255.255.255.0", "gateway": "203.0.1
      "forwards": [{"proto": "udp", "port": 5353, "to": "192.168.4.9", "to_port": 53}],
      "ports": {"first": 20000, "last": 30000}, "mtu": 1400}
 
+# Two versions of the leases file, as DhcpServer writes it.
+LEASES_A = {"leases": [{"key": "01" + "aa" * 6 + "00" * 9, "mac": "aa:aa:aa:aa:aa:aa",
+                        "addr": "192.168.4.100", "remaining": 3000}]}
+LEASES_B = {"leases": [{"key": "01" + "bb" * 6 + "00" * 9, "mac": "bb:bb:bb:bb:bb:bb",
+                        "addr": "192.168.4.101", "remaining": 1000}] * 2}
+
+SAVERS = {  # how the child saves a version, what the path is called
+    "config": ("from manage import config\nsave = config.save", "natrouter.json"),
+    "leases": ("from services.dhcp_leases import LeaseFile\n"
+               "save = lambda path, v: LeaseFile(path).save(v)", "dhcp_leases.json"),
+}
+
 CHILD = """\
-import config, json, os, time
-cfgs = (json.loads(%r), json.loads(%r))
+import json, os, time
+from manage import store
+%s
+values = (json.loads(%r), json.loads(%r))
+path = %r
 
 class fat:
     # FAT's rename: an existing target makes it fail; it takes a while
@@ -50,13 +67,13 @@ class fat:
     remove = os.remove
 
 if %r:
-    config.os = fat
-config.save('natrouter.json', cfgs[1])
+    store.os = fat
+save(path, values[1])
 print('saving')
 t0 = time.ticks_ms()
 i = 0
 while time.ticks_diff(time.ticks_ms(), t0) < %d:
-    config.save('natrouter.json', cfgs[i & 1])
+    save(path, values[i & 1])
     i += 1
 """
 
@@ -66,9 +83,11 @@ def whole(raw):
     return config.to_file(config.validate(raw, strict=True)[0])
 
 
-def cut(workdir, fat, delay):
-    """Run the saving child in workdir and kill it `delay` seconds into its loop."""
-    code = CHILD % (json.dumps(A), json.dumps(B), FAT_RENAME_MS, fat, CHILD_SECONDS * 1000)
+def cut(workdir, what, a, b, fat, delay):
+    """Run the child saving a and b in workdir and kill it `delay` seconds into its loop."""
+    saver, name = SAVERS[what]
+    code = CHILD % (saver, json.dumps(a), json.dumps(b), name, FAT_RENAME_MS, fat,
+                    CHILD_SECONDS * 1000)
     proc = subprocess.Popen([unix_binary(), "-c", code], cwd=workdir,
                             env=dict(os.environ, MICROPYPATH=str(FIRMWARE)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -84,30 +103,44 @@ def cut(workdir, fat, delay):
         proc.wait(5)
 
 
-def loads(path):
-    """(runtime, file keys, problems) of config.load on CPython and on the unix port."""
-    cfg, problems = config.load(str(path))
-    there = json.loads(run_unix(
-        "import config, json\ncfg, p = config.load(%r)\nprint(json.dumps([config.to_file(cfg), p]))"
-        % str(path), timeout=30))
-    return [("CPython", config.to_file(cfg), problems), ("unix port", there[0], there[1])]
+LOADERS = {  # [value, problems] of a load of `path`, on any runtime
+    "config": "from manage import config\ncfg, p = config.load(path)\n"
+              "got = [config.to_file(cfg), p]",
+    "leases": "from manage import store\nfrom services.dhcp_leases import LeaseFile\n"
+              "v, p = store.load_json(path)\nassert v == LeaseFile(path).load()\n"
+              "got = [v, [path + ': ' + p] if p else []]",
+}
 
 
+def loads(what, path):
+    """(runtime, value, problems) of loading path on CPython and on the unix port."""
+    code = "path = %r\n" % str(path) + LOADERS[what]
+    here = {}
+    exec(code, here)
+    there = json.loads(run_unix("import json\n" + code + "\nprint(json.dumps(got))", timeout=30))
+    return [("CPython", here["got"][0], here["got"][1]), ("unix port", there[0], there[1])]
+
+
+@pytest.mark.parametrize("what", ["config", "leases"])
 @pytest.mark.parametrize("fat", [False, True], ids=["rename-replaces", "fat-rename"])
-def test_power_cut_during_save_leaves_one_whole_configuration(tmp_path, fat):
+def test_power_cut_during_save_leaves_one_whole_file(tmp_path, fat, what):
     if unix_binary() is None:
         pytest.skip("the MicroPython unix port is not installed (make setup)")
-    a, b = whole(A), whole(B)
-    assert len({json.dumps(c, sort_keys=True) for c in (a, b, whole({}))}) == 3
-    path = tmp_path / "natrouter.json"
+    if what == "config":
+        a, b = whole(A), whole(B)
+        assert len({json.dumps(c, sort_keys=True) for c in (a, b, whole({}))}) == 3
+        written_a, written_b = A, B
+    else:
+        a, b = written_a, written_b = LEASES_A, LEASES_B
+    path = tmp_path / SAVERS[what][1]
     recovered = ["%s: missing; recovered %s%s" % (path, path, spare) for spare in (".tmp", ".old")]
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
-    config.save(str(path), A)  # the board's configuration before the first cut
+    store.save_json(str(path), a)  # what the board holds before the first cut
     seen = []
     for n in range(ROUNDS):
-        cut(tmp_path, fat, rng.uniform(0, MAX_DELAY))
-        for runtime, cfg, problems in loads(path):
+        cut(tmp_path, what, written_a, written_b, fat, rng.uniform(0, MAX_DELAY))
+        for runtime, cfg, problems in loads(what, path):
             where = "seed %d, round %d, %s: " % (seed, n, runtime)
             assert cfg in (a, b), where + "neither configuration: %r %r" % (cfg, problems)
             # only a non-replacing rename ever leaves the file missing for a moment

@@ -63,7 +63,7 @@ def test_flows_listing_on_micropython(runtime):
 @pytest.mark.parametrize("runtime", ["unix", "wasi"])
 def test_drain_loops_native_where_the_port_has_emitters(runtime):
     # A bytecode function of more than 11 words of state gets its frame from the heap on
-    # each call (py/objfun.c): where native emitters exist the drains are machine code
-    # (_router_native.py); the WASI build has none and runs the bytecode twins.
-    expect = ("native", "viper") if runtime == "unix" else ("bytecode", "python")
+    # each call (py/objfun.c): where native emitters exist the drain is machine code
+    # (forward/_datapath_viper.py); the WASI build has none and runs its pure twin.
+    expect = ("viper", "viper") if runtime == "unix" else ("python", "python")
     assert results(runtime)["drain"] == expect

@@ -122,10 +122,10 @@ def test_board_state_over_mpremote_while_traffic_flows(vtopo):
         assert held.stdout.readline().startswith("srv hi")  # a TCP flow, open meanwhile
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7009, ["hi"], sport=41235)[0].startswith("srv hi")
         assert vtopo.talk(vtopo.srv, "tcp", WAN, FORWARD_TCP, ["hi"])[0].startswith("lan1 hi")
-        first = vtopo.exec_on_board("import router; print(router.running.counters())")
+        first = vtopo.exec_on_board("from manage.runner import runner; print(runner.router.counters())")
         time.sleep(0.5)
-        out = vtopo.exec_on_board("import router, board\nprint(router.running.counters())\n"
-                                  "for f in router.running.flows(): print(f)\n"
+        out = vtopo.exec_on_board("from manage.runner import runner\nimport board\nprint(runner.router.counters())\n"
+                                  "for f in runner.router.flows(): print(f)\n"
                                   "print(board.counters())")
         assert ping.poll() is None, "the traffic ended before the board was read"
     lines = out.splitlines()
@@ -163,13 +163,13 @@ def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
     with background(vtopo.serve(vtopo.srv, "udp", 7, "srv")):
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["live"], sport=40007)[0].startswith("srv")
         assert vtopo.ping(vtopo.lan1, SRV)
-        flows = vtopo.eval_on_board("import router; print(router.running.flows())")
+        flows = vtopo.eval_on_board("from manage.runner import runner; print(runner.router.flows())")
         params = {"count": HOSTILE_COUNT, "wan": WAN, "wan_net": ["198.51.100.0", "198.51.100.255"],
                   "lan": LAN_GW, "lan_net": ["192.168.4.0", "192.168.4.255"], "inside": LAN1,
                   "remote": SRV, "forward": FORWARD_TCP,
                   "live_udp": [40007, _flow_port(flows, "udp %s:40007" % LAN1)],
                   "live_id": _flow_port(flows, "icmp %s:" % LAN1)}
-        before = vtopo.eval_on_board("import router; print(router.running.counters())")
+        before = vtopo.eval_on_board("from manage.runner import runner; print(runner.router.counters())")
         links_before = vtopo.eval_on_board("import board; print(board.counters())")
         host_before = vtopo.lwip_host_state() if vtopo.board == "lwip_host" else None
         with capture(vtopo, vtopo.lan1, "eth0", 20) as at_lan1:
@@ -182,7 +182,7 @@ def test_hostile_frames_from_both_sides_reach_nobody(vtopo):
                                              vtopo.mac(vtopo.rtr, "lan"), json.dumps(params),
                                              timeout=60).stdout)
             time.sleep(0.5)
-        after = vtopo.eval_on_board("import router; print(router.running.counters())")
+        after = vtopo.eval_on_board("from manage.runner import runner; print(runner.router.counters())")
         links_after = vtopo.eval_on_board("import board; print(board.counters())")
         host_after = vtopo.lwip_host_state() if vtopo.board == "lwip_host" else None
         # Still routing: the live flow answers, a new connection goes through.
@@ -255,5 +255,5 @@ def test_board_logged_no_exception(vtopo):
     assert "natrouter: LAN 192.168.4.1" in console
     assert "Traceback" not in console and "Unhandled exception" not in console, console
     counters = ast.literal_eval(vtopo.exec_on_board(
-        "import router; print(router.running.counters())").strip())
+        "from manage.runner import runner; print(runner.router.counters())").strip())
     assert counters["errors"] == 0

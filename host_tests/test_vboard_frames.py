@@ -130,7 +130,7 @@ def test_arp_entries_refresh_by_unicast_then_expire():
 
 
 def test_arp_cache_is_fixed_size_and_forgets_the_oldest():
-    a, wire = _new(size=4)
+    a, _wire = _new(size=4)
     for i in range(6):
         ip = bytes([192, 168, 4, 10 + i])
         req = _arp_frame(1, "02:00:00:00:01:%02x" % i, ip, "00:00:00:00:00:00", IP)

@@ -22,8 +22,8 @@ def vtopo():
 def test_status_and_flows_over_the_repl(vtopo):
     with background(vtopo.serve(vtopo.srv, "udp", 7, "srv")):
         assert vtopo.talk(vtopo.lan1, "udp", SRV, 7, ["hi"], sport=40100)[0].startswith("srv hi")
-        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
-        flows = vtopo.eval_on_board("import manage; print(repr(manage.flows('udp', '%s')))" % LAN1)
+        status = vtopo.eval_on_board("from manage import api; print(repr(api.status()))")
+        flows = vtopo.eval_on_board("from manage import api; print(repr(api.flows('udp', '%s')))" % LAN1)
     assert status["running"] and status["lan"]["addr"] == LAN_GW and status["wan"]["addr"] == WAN
     assert status["counters"]["translated_out"] >= 1 and status["flows"]["udp"][0] >= 1
     assert {"lan", "wan"} <= set(status["links"])
@@ -44,20 +44,20 @@ def test_a_forward_added_over_the_repl_works_survives_save_and_a_restart(vtopo):
         vtopo.stop_board()
         vtopo.start_board()
         assert vtopo.talk(vtopo.srv, "tcp", WAN, NEW_FORWARD, ["again"])[0].startswith("lan1 again")
-    forwards = vtopo.eval_on_board("import manage; print(repr(manage.forwards()))")
+    forwards = vtopo.eval_on_board("from manage import api; print(repr(api.forwards()))")
     assert {"proto": "tcp", "port": NEW_FORWARD, "to": LAN1, "to_port": 81} in forwards
 
 
 @pytest.mark.parametrize("call,named", [
-    ("manage.set('wan.addr', '198.51.100.300')", "wan.addr"),
-    ("manage.add_forward('tcp', 8080, '192.168.4.3')", "already forwarded"),
-    ("manage.set('ports.first', 'low')", "ports.first"),
+    ("api.set('wan.addr', '198.51.100.300')", "wan.addr"),
+    ("api.add_forward('tcp', 8080, '192.168.4.3')", "already forwarded"),
+    ("api.set('ports.first', 'low')", "ports.first"),
 ])
 def test_a_bad_value_is_refused_with_its_reason_and_nothing_changes(vtopo, call, named):
-    code = ("import manage\nbefore = manage.configuration()\n"
+    code = ("from manage import api\nbefore = api.configuration()\n"
             "try:\n    %s\n    print('ACCEPTED')\n"
             "except ValueError as e:\n    print('REFUSED', e)\n"
-            "print(manage.configuration() == before, manage.pending())") % call
+            "print(api.configuration() == before, api.pending())") % call
     out = vtopo.exec_on_board(code).strip().splitlines()
     assert out[0].startswith("REFUSED") and named in out[0], out
     assert out[1] == "True []", out
@@ -90,12 +90,12 @@ def test_a_real_dhcp_client_gets_an_address_a_route_and_dns_then_reaches_the_ser
             "24", LAN_GW, "9.9.9.9", LAN_GW)
         assert int(lease["lease"]) == 3600
         assert vtopo.ping(vtopo.lan2, SRV)  # configured by the lease alone
-        leases = vtopo.eval_on_board("import manage; print(repr(manage.leases()))")
+        leases = vtopo.eval_on_board("from manage import api; print(repr(api.leases()))")
         assert [x["addr"] for x in leases if x["state"] == "bound"] == [lease["ip"]]
         # The lease outlives the board: after a restart the same client keeps its address.
         vtopo.stop_board()
         vtopo.start_board()
-        leases = vtopo.eval_on_board("import manage; print(repr(manage.leases()))")
+        leases = vtopo.eval_on_board("from manage import api; print(repr(api.leases()))")
         assert [x["addr"] for x in leases if x["state"] == "bound"] == [lease["ip"]]
         again = lease_of(udhcpc(vtopo, vtopo.lan2))
         assert again is not None and again["ip"] == lease["ip"]
@@ -106,7 +106,7 @@ def test_a_real_dhcp_client_gets_an_address_a_route_and_dns_then_reaches_the_ser
 def test_an_exhausted_pool_gives_no_lease_and_garbage_harms_nothing(vtopo):
     # A pool of one address, taken by a static lease for someone else: nothing to offer.
     mac = vtopo.mac(vtopo.lan2, "eth0")
-    set_pool = ("import manage; print(repr(manage.change({'dhcp.first': '192.168.4.150', "
+    set_pool = ("from manage import api; print(repr(api.change({'dhcp.first': '192.168.4.150', "
                 "'dhcp.last': '192.168.4.150', 'dhcp.static': [{'mac': '02:00:00:00:99:99', "
                 "'addr': '192.168.4.150'}]})))")
     assert vtopo.eval_on_board(set_pool) == {"applied": ["dhcp"], "pending": []}
@@ -115,11 +115,11 @@ def test_an_exhausted_pool_gives_no_lease_and_garbage_harms_nothing(vtopo):
         # garbage to port 67 first: the server drops it and goes on
         vtopo.peer(vtopo.lan2, "dhcp_garbage.py", "eth0", vtopo.mac(vtopo.rtr, "lan"), 50)
         assert udhcpc(vtopo, vtopo.lan2) in ([], [["LEASE", "leasefail"]])
-        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
+        status = vtopo.eval_on_board("from manage import api; print(repr(api.status()))")
         assert status["dhcp"]["no_address"] >= 1 and status["dhcp"]["dropped_malformed"] >= 40
         assert status["dhcp"]["errors"] == 0 and status["counters"]["errors"] == 0
         # room again: the same client gets the freed address at once
-        vtopo.eval_on_board("import manage; print(repr(manage.set('dhcp.static', [])))")
+        vtopo.eval_on_board("from manage import api; print(repr(api.set('dhcp.static', [])))")
         lease = lease_of(udhcpc(vtopo, vtopo.lan2))
         assert lease is not None and lease["ip"] == "192.168.4.150", (lease, mac)
     finally:
@@ -135,5 +135,5 @@ def readdress_lan2(topo):
 
 def test_the_board_logged_no_exception(vtopo):
     assert "Traceback" not in vtopo.console.text()
-    status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
+    status = vtopo.eval_on_board("from manage import api; print(repr(api.status()))")
     assert status["counters"]["errors"] == 0 and status["last_error"] is None

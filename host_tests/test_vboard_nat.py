@@ -57,7 +57,7 @@ def test_rfc5780_discovery_sees_eim_address_dependent_filtering_and_hairpinning(
                                          ("address", "Address Dependent Filtering")])
 def test_each_filtering_mode_as_discovery_sees_it(vtopo, stun, mode, report):
     assert "'applied': ['nat']" in on_board(
-        vtopo, "import manage; print(manage.set('nat.filtering', %r))" % mode)
+        vtopo, "from manage import api; print(api.set('nat.filtering', %r))" % mode)
     out = natdiscovery(vtopo, "-f")
     assert "NAT with %s!" % report in out, out
 
@@ -107,7 +107,10 @@ def test_a_udp_mapping_outlives_125_idle_seconds_not_its_timeout(vtopo):
         with background(waiter):
             assert waiter.stdout.readline().strip() == "SENT"
             time.sleep(0.3)
-            on_board(vtopo, "import router; router.running.table._clock.advance(%d)" % advance)
+            # the table's clock moved on, as if `advance` seconds had passed
+            # (a closure over the clock before: the REPL's globals change between calls)
+            on_board(vtopo, "from manage.runner import runner; t = runner.router.table; "
+                            "t._clock = (lambda c, d: lambda: c() + d)(t._clock, %d)" % advance)
             vtopo.peer(vtopo.srv, "udp_send.py", 9000, WAN, 44000, "late", 5)
             waiter.stdin.write("\n")
             waiter.stdin.flush()
@@ -130,15 +133,15 @@ def test_4000_byte_datagrams_cross_both_ways_and_in_reversed_fragment_order(vtop
         waiter.stdin.flush()
         got = waiter.communicate(timeout=15)[0].strip()
     assert got == "GOT 4000 bytes abcdefghij..abcdefghij from %s:9001" % SRV, got
-    frags = vtopo.eval_on_board("import manage; print(repr(manage.status()['counters']))")
+    frags = vtopo.eval_on_board("from manage import api; print(repr(api.status()['counters']))")
     assert frags["frag_held"] >= 4 and frags["frag_released"] >= 4, frags
 
 
 def test_path_mtu_discovery_across_a_1280_byte_wan_link(vtopo):
     with vtopo.http_server(vtopo.workdir, 8001):
         (vtopo.workdir / "blob").write_bytes(bytes(range(256)) * 4096)  # 1 MB
-        assert "pending" in on_board(vtopo, "import manage; print(manage.set('wan.mtu', 1280))")
-        assert "'restarted': True" in on_board(vtopo, "import manage; print(manage.apply())")
+        assert "pending" in on_board(vtopo, "from manage import api; print(api.set('wan.mtu', 1280))")
+        assert "'restarted': True" in on_board(vtopo, "from manage import api; print(api.apply())")
         try:
             out = vtopo.run(vtopo.lan1, "ping", "-n", "-c", "2", "-i", "0.5", "-W", "2", "-M", "do",
                             "-s", "1400", SRV, check=False, timeout=10)
@@ -146,13 +149,13 @@ def test_path_mtu_discovery_across_a_1280_byte_wan_link(vtopo):
             size, digest = vtopo.fetch(vtopo.lan1, "http://%s:8001/blob" % SRV)
             assert (size, digest) == (1 << 20, hashlib.sha256(bytes(range(256)) * 4096).hexdigest())
         finally:
-            on_board(vtopo, "import manage; manage.set('wan.mtu', 1500); manage.apply()")
+            on_board(vtopo, "from manage import api; api.set('wan.mtu', 1500); api.apply()")
 
 
 def test_a_syn_flood_from_lan2_leaves_lan1s_download_running(vtopo):
     blob = bytes(range(256)) * 32768  # 8 MB
     (vtopo.workdir / "big").write_bytes(blob)
-    on_board(vtopo, "import manage; manage.change({'table.tcp': 64}); manage.apply()")
+    on_board(vtopo, "from manage import api; api.change({'table.tcp': 64}); api.apply()")
     try:
         with vtopo.http_server(vtopo.workdir, 8002):
             fetch = vtopo.peer_bg(vtopo.lan1, "fetch.py", "http://%s:8002/big" % SRV, 60)
@@ -162,10 +165,10 @@ def test_a_syn_flood_from_lan2_leaves_lan1s_download_running(vtopo):
                 assert flood.stdout.strip() == "3000"
                 size, digest = fetch.communicate(timeout=90)[0].split()
         assert (int(size), digest) == (len(blob), hashlib.sha256(blob).hexdigest())
-        status = vtopo.eval_on_board("import manage; print(repr(manage.status()))")
+        status = vtopo.eval_on_board("from manage import api; print(repr(api.status()))")
         assert status["flows"]["tcp"] == (64, 64) and status["counters"]["errors"] == 0  # full
     finally:
-        on_board(vtopo, "import manage; manage.change({'table.tcp': 512}); manage.apply()")
+        on_board(vtopo, "from manage import api; api.change({'table.tcp': 512}); api.apply()")
 
 
 def test_the_board_logged_no_exception(vtopo):

@@ -41,7 +41,7 @@ def dotted(n):
 # ---- packets, built by scapy
 
 
-def make(proto, src, dst, sport, dport, ttl=64, ipid=1, ipopts=None, payload=b"",
+def make(proto, src, dst, sport, dport, ttl=64, ipid=1, ipopts=None, payload=b"",  # noqa: PLR0913, PLR0917
          flags="S", tcpopts=None, nocsum=False, itype=ECHO_REQUEST, seq=1, frag=0, mf=False):
     """One packet of `proto` between (src, sport) and (dst, dport); for an ICMP query
     sport is its id (dport is ignored). Everything but the endpoints and TTL is style,

@@ -81,8 +81,8 @@ class Direction:
 
 def through_links(seconds):
     import board
-    import config
-    cfg = config.load(board.CONFIG_PATH)[0]  # as the firmware loads it (each link's MTU...)
+    from manage import config
+    cfg = config.load(getattr(board, "CONFIG_PATH", config.DEFAULT_PATH))[0]  # as the firmware loads it (each link's MTU...)
     lan, wan = board.open_links(cfg)
     buf = board.packet_buffer()  # as the router gets it
     print("forwarding")

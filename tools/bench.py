@@ -16,7 +16,7 @@
 # slice assignment first (TTL goes down on every translation) and a restore-only loop
 # is subtracted. The fastest of N rounds, over several sweeps of the whole benchmark.
 #
-# Then the router's whole forwarding step without real I/O (firmware/router.py on the
+# Then the router's whole forwarding step without real I/O (firmware/forward/router.py on the
 # runtime's fast core): links in memory that hand out a packet of a known flow and
 # swallow what is sent, engine and screen included; microseconds per packet when the
 # loop drains a batch (as under load) and when each poll finds one packet. The targets
@@ -33,9 +33,9 @@ if not UPY:
         if os.path.join(ROOT, sub) not in sys.path:
             sys.path.insert(0, os.path.join(ROOT, sub))
 
-import dictnat
-import nat
-from nat import core
+import dictnat  # noqa: E402  (after the path is set, on CPython)
+import nat  # noqa: E402
+from nat import core  # noqa: E402
 
 CAP = 1024                       # flows per protocol: Table(tcp=CAP, udp=CAP, icmp=CAP)
 FLOWS = 3 * CAP
@@ -369,10 +369,12 @@ class FeedLink:
 
 
 def step_loop(r, lan, batch, packets):
+    from forward.datapath import drain
+    path = r.datapath.lan
     t0 = now()
     for _ in range(packets // batch):
         lan.left = batch
-        r.drain_lan(batch)
+        drain(path, batch)
     return since(t0)
 
 
@@ -401,14 +403,14 @@ def link_loop(r, lan, batch, packets):
 def router_step(rounds, sweeps):
     """The router's drain of known-flow packets, µs per packet: (batched, one per poll,
     the link's own share of the batched figure)."""
-    import config
-    import router
-    cfg, problems = config.validate(config.defaults())
+    from manage import config
+    from forward.router import Router
+    cfg, _problems = config.validate(config.defaults())
     lan, wan = FeedLink(), FeedLink()
-    r = router.Router(cfg, lan, wan)
+    r = Router(cfg, lan, wan)
     lan.load(tcp(nat.ip("192.168.4.2"), nat.ip("203.0.113.5"), 40000, 443))
     lan.left = 1
-    r.drain_lan(1)  # the slow path: the flow is made here
+    r.poll()  # the slow path: the flow is made here
     if wan.sent != 1:
         raise RuntimeError("router step: the first packet did not leave")
     packets = 20000

@@ -6,12 +6,13 @@
     deploy.py --port /tmp/vboard-vb/repl --board vboard      the virtual board (vboard.py up --empty)
 
 What it does, in order:
-  1. copies firmware/*.py, firmware/nat/*.py and the board's *.py into the device's root,
-     skipping files the device already holds byte for byte; with --mpy they go as .mpy,
+  1. copies what firmware/manifest.py lists, main.py and the board's *.py into the
+     device's root (for an ESP32 board, whose image has the firmware frozen in, main.py
+     alone), skipping files the device already holds byte for byte; with --mpy they go as .mpy,
      compiled by mpy-cross for the device's own architecture (main.py stays source: the
      board boots it by name); a .py or .mpy left over from the other form is removed,
      since the device would import the .py before the .mpy;
-  2. writes natrouter.json (the board's CONFIG_PATH): the defaults of firmware/config.py,
+  2. writes natrouter.json (the board's CONFIG_PATH): the defaults of manage/config.py,
      or --config FILE once it passes config.validate; only when the device has none, so
      a board's own configuration is never overwritten;
   3. checks the sha256 of every file, computed on the device, against the local bytes;
@@ -39,7 +40,7 @@ from mpremote.transport_serial import SerialTransport
 from hostenv import BOARDS, FIRMWARE, board_files
 
 sys.path.insert(0, str(FIRMWARE))
-import config  # noqa: E402  (the firmware's own defaults and validation)
+from manage import config  # noqa: E402  (the firmware's own defaults and validation)
 
 CHUNK = 1024  # bytes per write command: small enough for an ESP32's raw REPL
 # sys.implementation._mpy >> 10 on the device; the names mpy-cross's -march takes
@@ -75,9 +76,8 @@ def frozen(board):
 
 
 def sources(board):
-    """{device path: local file}: the firmware, its nat package, the board's modules
-    (hostenv.board_files);
-    for a board with the firmware frozen in, main.py alone."""
+    """{device path: local file}: the firmware, main.py and the board's modules
+    (hostenv.board_files); for a board with the firmware frozen in, main.py alone."""
     if frozen(board):
         return {"main.py": FIRMWARE / "main.py"}
     try:
@@ -197,44 +197,24 @@ for _deploy_p in %r:
 del _deploy_sha
 """
 
-MKDIRS = """\
-import os
-for _deploy_p in %r:
-    try:
-        os.mkdir(_deploy_p)
-    except OSError:  # there already
-        pass
-"""
-
-REMOVE = """\
-import os
-for _deploy_p in %r:
-    try:
-        os.remove(_deploy_p)
-        print(_deploy_p)
-    except OSError:  # not there
-        pass
-"""
-
 # The unix port: stop the router and wait for its loop to end (Router.join), close its
 # links so the new board module can open them again, forget every firmware module, boot.
 RESTART = """\
 import sys, time
 def _deploy_restart(names):
-    r = sys.modules.get('router')
-    old = r.running if r else None
+    m = sys.modules.get('manage.runner')
+    old = m.runner.router if m else None
     if old is not None:
-        if old.is_running():
-            old.stop()
-            old.join()
-        for link in (getattr(old, 'lan', None), getattr(old, 'wan', None)):
+        m.runner.stop()
+        for link in old.shared.links:
             if hasattr(link, 'close'):
                 link.close()
     for name in names:
         sys.modules.pop(name, None)
-    import main, router
+    import main
+    from manage.runner import runner
     time.sleep_ms(500)
-    return router.running is not None and router.running.is_running()
+    return runner.router is not None and runner.router.is_running()
 print('deploy: router running:', _deploy_restart(%r))
 del _deploy_restart
 """
@@ -291,6 +271,20 @@ class Device:
                        "getattr(sys.implementation, '_mpy', 0))))", "asking what it is")
         return ast.literal_eval(out.strip())
 
+    def mkdir(self, path):
+        """Make a directory unless it is there (mpremote's transport)."""
+        try:
+            if not self.t.fs_isdir(path):
+                self.t.fs_mkdir(path)
+        except (TransportError, OSError) as e:
+            raise DeployError("%s: making %s failed: %s" % (self.port, path, e))
+
+    def remove(self, path):
+        try:
+            self.t.fs_rmfile(path)
+        except (TransportError, OSError) as e:
+            raise DeployError("%s: removing %s failed: %s" % (self.port, path, e))
+
     def hashes(self, paths):
         """{path: sha256 hex, or '-' when absent}, computed on the device."""
         out = self.run(HASHES % (list(paths),), "hashing files")
@@ -303,15 +297,17 @@ def sha(data):
 
 def upload(dev, files, stale):
     """Copy what differs; remove the stale other forms. Returns (copied, removed)."""
-    have = dev.hashes(files)
+    have = dev.hashes(list(files) + stale)
     changed = [p for p, data in files.items() if have.get(p) != sha(data)]
-    dirs = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p}, key=len)
-    dev.run(MKDIRS % (dirs,), "creating directories")
+    parts = [p.split("/")[:-1] for p in changed]
+    for d in sorted({"/".join(d[:i]) for d in parts for i in range(1, len(d) + 1)}, key=len):
+        dev.mkdir(d)
     for path in changed:
         say("  %s (%d bytes)" % (path, len(files[path])))
         dev.write(path, files[path])
-    removed = dev.run(REMOVE % (stale,), "removing stale files").split()
+    removed = [p for p in stale if have.get(p) not in ("-", None)]
     for path in removed:
+        dev.remove(path)
         say("  removed %s (stale)" % path)
     return changed, removed
 

@@ -25,16 +25,34 @@ def board_modules(board_dir):
                   if "import %s" % p.stem in text or "from %s import" % p.stem in text]
 
 
+def firmware_files():
+    """{device path: local file} of what firmware/manifest.py lists (the modules and
+    packages a board runs), read as MicroPython's manifest tools read it."""
+    files = {}
+
+    def module(name, base_path=".", opt=None):
+        files[name] = FIRMWARE / base_path / name
+
+    def package(name, files_=None, base_path=".", opt=None):
+        top = FIRMWARE / base_path
+        for p in sorted((top / name).rglob("*.py")):
+            files[p.relative_to(top).as_posix()] = p
+
+    manifest = FIRMWARE / "manifest.py"
+    exec(compile(manifest.read_text(), str(manifest), "exec"),
+         {"module": module, "package": package, "metadata": lambda **kw: None})
+    return files
+
+
 def board_files(board_dir):
     """{device path: local file}: what a board's filesystem holds to run the firmware
-    from source: firmware/*.py, the nat package, the board's modules (board_modules).
-    ValueError when a board module would shadow a firmware one."""
-    files = {p.name: p for p in sorted(FIRMWARE.glob("*.py"))}
-    for p in sorted((FIRMWARE / "nat").glob("*.py")):
-        files["nat/" + p.name] = p
+    from source: the firmware (firmware_files), main.py, the board's modules
+    (board_modules). ValueError when a board module would shadow a firmware one."""
+    files = firmware_files()
+    files["main.py"] = FIRMWARE / "main.py"
     for p in board_modules(board_dir):
-        if p.name in files:
-            raise ValueError("%s would overwrite firmware/%s" % (p, p.name))
+        if p.name in files or p.stem in {k.split("/")[0] for k in files}:
+            raise ValueError("%s would shadow firmware/%s" % (p, p.name))
         files[p.name] = p
     return files
 

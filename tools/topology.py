@@ -240,10 +240,10 @@ class Topology:
         self.flash.mkdir(parents=True)
 
     def install_flash(self, config=None):
-        """The board's filesystem: firmware, nat package, board module, natrouter.json."""
+        """The board's filesystem: the firmware, the board's modules, natrouter.json."""
         self.erase_flash()
-        (self.flash / "nat").mkdir()
         for remote, src in board_files(BOARDS / self.board).items():
+            (self.flash / remote).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, self.flash / remote)
         default = LWIP_CONFIG if self.board == "lwip_host" else CONFIG
         (self.flash / "natrouter.json").write_text(json.dumps(config or default, indent=1))
@@ -350,7 +350,7 @@ class Topology:
         exe = lwip_host_binary()
         if exe is None:
             raise RuntimeError("the lwIP host program is not built (make lwip-host)")
-        # A program, not an import: the board's rules it loads into firmware/config.py
+        # A program, not an import: the board's rules it loads into manage/config.py
         # must not reach this process.
         args = json.loads(sh(sys.executable, BOARDS / "lwip_host" / "host" / "hostargs.py",
                              self.flash / "natrouter.json", self.sockets,

@@ -8,20 +8,13 @@
 # were on another channel reconnect; every forwarded packet crosses the air twice, so
 # the throughput is at most half of one link's, less than that with retries; power
 # saving is off (it would hold packets until the next beacon).
-import esp32board
-from esp32board import counters, open_links, start, wait  # noqa: F401  the board interface
+from esp32board import AccessPoint, Station, setup
+from esp32board import LAN_DHCP, counters, open_links, start, wait  # noqa: F401  the board interface
 
-CONFIG_PATH = "natrouter.json"
-LAN_DHCP = False  # ESP-IDF's DHCP server serves the access point (esp32board.AccessPoint)
-
-# Flow table sizes that fit the heap with the station and the access point up, no
-# Ethernet DMA buffers (README: the router's heap at these sizes, measured on the
-# 32-bit WASI MicroPython).
-DEFAULTS = {"table": {"tcp": 224, "udp": 112, "icmp": 32}}
-
-esp32board.setup(
-    "ESP32 (Wi-Fi)",
-    wan=esp32board.Station(),
-    lan=esp32board.AccessPoint(),
-    defaults=DEFAULTS,
-)
+setup("ESP32 (Wi-Fi)",
+      wan=Station(),
+      lan=AccessPoint(),
+      # flows that fit the heap with the station and the access point up, no Ethernet
+      # DMA buffers (README: the router's heap at these sizes, measured on the 32-bit
+      # WASI MicroPython)
+      table={"tcp": 224, "udp": 112, "icmp": 32})

@@ -7,19 +7,12 @@
 # LAN8720 at PHY address 0 (MDC GPIO23, MDIO GPIO18), powered through GPIO12 (a
 # strapping pin: it must be low at reset, so the PHY is switched on by the firmware);
 # the ESP32 drives the 50 MHz RMII clock out on GPIO17.
-import esp32board
-from esp32board import counters, open_links, start, wait  # noqa: F401  the board interface
+from esp32board import AccessPoint, Ethernet, setup
+from esp32board import LAN_DHCP, counters, open_links, start, wait  # noqa: F401  the board interface
 
-CONFIG_PATH = "natrouter.json"
-LAN_DHCP = False  # ESP-IDF's DHCP server serves the access point (esp32board.AccessPoint)
-
-# Flow table sizes that fit the heap with Ethernet and Wi-Fi up (README: the router's
-# heap at these sizes, measured on the 32-bit WASI MicroPython).
-DEFAULTS = {"table": {"tcp": 192, "udp": 96, "icmp": 32}}
-
-esp32board.setup(
-    "Olimex ESP32-POE",
-    wan=esp32board.Ethernet(mdc=23, mdio=18, phy_addr=0, power=12, ref_clk=17, ref_clk_out=True),
-    lan=esp32board.AccessPoint(),
-    defaults=DEFAULTS,
-)
+setup("Olimex ESP32-POE",
+      wan=Ethernet(mdc=23, mdio=18, phy_addr=0, power=12, ref_clk=17, ref_clk_out=True),
+      lan=AccessPoint(),
+      # flows that fit the heap with Ethernet and Wi-Fi up (README: the router's heap at
+      # these sizes, measured on the 32-bit WASI MicroPython)
+      table={"tcp": 192, "udp": 96, "icmp": 32})

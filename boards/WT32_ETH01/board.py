@@ -8,19 +8,12 @@
 # its download mode, so on revision 1.4 GPIO16 enables the oscillator, which
 # network.LAN(power=...) drives high only once the firmware is up. (Where GPIO16 is not
 # wired to it, driving it does nothing.)
-import esp32board
-from esp32board import counters, open_links, start, wait  # noqa: F401  the board interface
+from esp32board import AccessPoint, Ethernet, setup
+from esp32board import LAN_DHCP, counters, open_links, start, wait  # noqa: F401  the board interface
 
-CONFIG_PATH = "natrouter.json"
-LAN_DHCP = False  # ESP-IDF's DHCP server serves the access point (esp32board.AccessPoint)
-
-# Flow table sizes that fit the heap with Ethernet and Wi-Fi up (README: the router's
-# heap at these sizes, measured on the 32-bit WASI MicroPython).
-DEFAULTS = {"table": {"tcp": 192, "udp": 96, "icmp": 32}}
-
-esp32board.setup(
-    "WT32-ETH01",
-    wan=esp32board.Ethernet(mdc=23, mdio=18, phy_addr=1, power=16, ref_clk=0, ref_clk_out=False),
-    lan=esp32board.AccessPoint(),
-    defaults=DEFAULTS,
-)
+setup("WT32-ETH01",
+      wan=Ethernet(mdc=23, mdio=18, phy_addr=1, power=16, ref_clk=0, ref_clk_out=False),
+      lan=AccessPoint(),
+      # flows that fit the heap with Ethernet and Wi-Fi up (README: the router's heap at
+      # these sizes, measured on the 32-bit WASI MicroPython)
+      table={"tcp": 192, "udp": 96, "icmp": 32})

@@ -1,6 +1,6 @@
 # natrouter on the ESP32: what the three ESP32 boards share. Each board's board.py
-# (boards/WT32_ETH01, OLIMEX_ESP32_POE, ESP32_GENERIC) names its hardware and defaults
-# and calls setup(); this module implements the board interface (boards/README.md)
+# (boards/WT32_ETH01, OLIMEX_ESP32_POE, ESP32_GENERIC) is data: its name, its hardware
+# and its table sizes, given to setup(); this module implements the board interface (boards/README.md)
 # around the natlink C module (boards/natlink/), which hands the router the IPv4
 # packets lwIP must not keep and sends the router's packets out through lwIP.
 #
@@ -8,7 +8,7 @@
 #   LAN: the Wi-Fi access point; ESP-IDF's DHCP server serves it (LAN_DHCP = False),
 #        handing out the configuration's pool, lease time and first "dns" server.
 #
-# Everything comes from natrouter.json (firmware/config.py): "lan", "wan" (mode static
+# Everything comes from natrouter.json (firmware/manage/config.py): "lan", "wan" (mode static
 # or dhcp), "wifi", "dhcp", "dns", "ports", "forwards", "mtu"; this module adds the
 # rules the ESP32 imposes (check(): the port split with lwIP, natlink's limits, what
 # ESP-IDF's DHCP server takes) and the boards' defaults (setup()).
@@ -24,12 +24,11 @@ import machine
 import natlink
 import network
 
-import config
+from manage import config
 import natlinkrules
 from nat.addr import ip, ip_bytes, ip_str
 from natlinkrules import claims, merge  # noqa: F401 (the board's interface to tests, nr)
 
-CONFIG_PATH = "natrouter.json"
 LAN_DHCP = False    # ESP-IDF serves DHCP on the access point, not the router
 
 DHCPS_MAX_LEASE = 100           # ESP-IDF: a pool spans at most this + 1 addresses
@@ -244,14 +243,14 @@ _state = {"links": None, "lease": None, "refused": None, "applied": None, "super
           "last_error": None}
 
 
-def setup(name, wan, lan, defaults=None):
+def setup(name, wan, lan, table):
     """Called by board.py at import, before the configuration is loaded: the board's
-    interfaces, and its defaults over DEFAULTS (e.g. its table sizes)."""
+    name, its interfaces, and its default table sizes (over DEFAULTS)."""
     _board.name = name
     _board.wan = wan
     _board.lan = lan
     merged = {}
-    for src in (DEFAULTS, defaults or {}):
+    for src in (DEFAULTS, {"table": table}):
         for key, value in src.items():
             merged.setdefault(key, {}).update(value)
     config.board_rules(merged, check)
@@ -374,8 +373,8 @@ def supervise():
     """One look at what must follow the running configuration: settings changed from
     the REPL (manage.set) reach the access point and the station; a WAN lease that came
     or changed restarts the router with it. Returns what it did, for the tests."""
-    import router
-    r = router.running
+    from manage.runner import runner
+    r = runner.router
     if r is None or not r.is_running():
         return "idle"
     cfg = r.cfg
@@ -394,7 +393,7 @@ def supervise():
     if new is None:
         return did
     say("WAN lease %s/%s via %s: restarting the router" % held)
-    router.restart(new)
+    runner.restart(new)
     return "restarted"
 
 

@@ -14,11 +14,10 @@ import struct
 import time
 import _thread
 
-import config
+from manage import config
 import lwiprules
 from compat import const
 
-CONFIG_PATH = "natrouter.json"
 # No LAN_DHCP: a client's DHCP request is a broadcast, which natlink leaves to lwIP, so
 # the router never sees one here (the firmware then runs no DHCP server).
 
@@ -87,7 +86,7 @@ class SocketLink:
     # ---- the Link interface ---------------------------------------------------
 
     # Native code: a bytecode method with a try/except (send) takes its frame from the
-    # heap on every call (firmware/_router_native.py says why).
+    # heap on every call (py/objfun.c, VM_MAX_STATE_ON_STACK).
 
     @micropython.native
     def recv_into(self, buf):

@@ -22,9 +22,7 @@ from nat.addr import ip, ip_bytes
 from frames import (classify, egress, next_hop_py, route, FRAME_IPV4, FRAME_ARP, HOP_MISS,
                     HOP_BROADCAST)
 
-CONFIG_PATH = "natrouter.json"
-LEASES_PATH = "dhcp_leases.json"
-LAN_DHCP = True  # no DHCP server on this LAN but the router's (router.make_dhcp)
+LAN_DHCP = True  # no DHCP server on this LAN but the router's (runner.make_dhcp)
 
 # Interface names inside the board's namespace; tools/vboard.py uses the defaults.
 LAN_IF = os.getenv("VBOARD_LAN") or "lan"
@@ -103,7 +101,7 @@ class EthernetLink:
 
     # ---- the Link interface ---------------------------------------------------
     # Native code: a bytecode method this size would take its frame from the heap on
-    # every call (firmware/_router_native.py says why); about 1.5 us a packet here.
+    # every call (py/objfun.c, VM_MAX_STATE_ON_STACK); about 1.5 us a packet here.
 
     @micropython.native
     def recv_into(self, buf):

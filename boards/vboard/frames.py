@@ -22,8 +22,13 @@ R_GW = const(8)        # the gateway (4 bytes; 0.0.0.0: none)
 R_MAC = const(12)      # the link's own MAC (6 bytes)
 R_SIZE = const(18)
 
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
+_IP_DST = const(16)
+# ---- end of layout
+
 _ETH = const(14)
-_IP_DST = const(30)    # the IPv4 destination, in the frame
+_DST = const(_ETH + _IP_DST)   # the IPv4 destination, in the frame
 _REACHABLE = const(2)  # arp.py's state of an answered entry
 
 
@@ -59,15 +64,15 @@ def next_hop_py(frame, r):
     on_link = True
     everyone = True
     for i in range(4):
-        d = frame[_IP_DST + i]
+        d = frame[_DST + i]
         m = r[R_MASK + i]
         if d & m != r[R_NET + i]:
             on_link = False
         if d | m != 0xFF:
             everyone = False
     if on_link:
-        return HOP_BROADCAST if everyone else (frame, _IP_DST)
-    if frame[_IP_DST] & frame[_IP_DST + 1] & frame[_IP_DST + 2] & frame[_IP_DST + 3] == 0xFF:
+        return HOP_BROADCAST if everyone else (frame, _DST)
+    if frame[_DST] & frame[_DST + 1] & frame[_DST + 2] & frame[_DST + 3] == 0xFF:
         return HOP_BROADCAST
     if r[R_GW] | r[R_GW + 1] | r[R_GW + 2] | r[R_GW + 3]:
         return (r, R_GW)
@@ -133,7 +138,7 @@ try:
         everyone = 1
         i = 0
         while i < 4:
-            d = fr[_IP_DST + i]
+            d = fr[_DST + i]
             m = rt[R_MASK + i]
             if (d & m) != rt[R_NET + i]:
                 on_link = 0
@@ -146,8 +151,8 @@ try:
             if everyone:
                 slot = HOP_BROADCAST
             else:
-                hop = ptr8(int(fr) + _IP_DST)
-        elif (fr[_IP_DST] & fr[_IP_DST + 1] & fr[_IP_DST + 2] & fr[_IP_DST + 3]) == 0xFF:
+                hop = ptr8(int(fr) + _DST)
+        elif (fr[_DST] & fr[_DST + 1] & fr[_DST + 2] & fr[_DST + 3]) == 0xFF:
             slot = HOP_BROADCAST
         elif rt[R_GW] | rt[R_GW + 1] | rt[R_GW + 2] | rt[R_GW + 3]:
             hop = ptr8(int(rt) + R_GW)

@@ -2,7 +2,8 @@
 # Contract: nat/README.md. Pure Python for CPython and MicroPython, with a viper core
 # (nat/_viper.py) where the runtime has native emitters; nat/core.py picks one.
 from .consts import (ICMP, TCP, UDP, OK, UNTRANSLATED, TTL_EXCEEDED, OVERLAP,
-                     CANNOT_NAT, MALFORMED, FULL, NAT, REDIRECT, status_name)
+                     CANNOT_NAT, MALFORMED, FULL, NAT, REDIRECT, PROTOCOLS, proto_name,
+                     proto_number, status_name)
 from .addr import ip, ip_str
 from .packet import Packet
 from .table import Table, Ports

@@ -1,8 +1,4 @@
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from compat import const
 
 ICMP = const(1)
 TCP = const(6)
@@ -20,6 +16,26 @@ _NAMES = ("OK", "UNTRANSLATED", "TTL_EXCEEDED", "OVERLAP", "CANNOT_NAT", "MALFOR
 
 NAT = const(0)
 REDIRECT = const(1)
+
+
+# Protocol numbers and the names the configuration and the REPL use for them.
+PROTOCOLS = ((TCP, "tcp"), (UDP, "udp"), (ICMP, "icmp"))
+
+
+def proto_name(number):
+    for n, name in PROTOCOLS:
+        if n == number:
+            return name
+    return str(number)
+
+
+def proto_number(name, allowed=("tcp", "udp", "icmp")):
+    """The number of a protocol by name; ValueError naming the allowed ones."""
+    if name in allowed:
+        for n, known in PROTOCOLS:
+            if known == name:
+                return n
+    raise ValueError("proto must be %s, not %r" % (" or ".join('"%s"' % a for a in allowed), name))
 
 
 def status_name(code):
@@ -53,6 +69,9 @@ TCP_OFF = const(12)    # data offset
 TCP_FLAGS = const(13)
 TCP_CSUM = const(16)
 TCP_MIN = const(20)
+TCP_FIN = const(1)     # flag bits, in the byte at TCP_FLAGS
+TCP_SYN = const(2)
+TCP_RST = const(4)
 UDP_LEN = const(4)
 UDP_CSUM = const(6)
 UDP_MIN = const(8)
@@ -80,6 +99,7 @@ NO_ICMP = const(0xFFFF)   # F_TYPE/F_CODE of a packet that is not ICMP, or a lat
 FRAG_DF = const(0x4000)   # in F_FRAG: don't fragment
 FRAG_MF = const(0x2000)   # in F_FRAG: more fragments
 FRAG_OFFSET = const(0x1FFF)
+FRAG_ANY = const(0x3FFF)  # MF or an offset: any fragment of a datagram
 OPT_SOURCE_ROUTE = const(1)   # loose or strict source route (RFC 791 options 131, 137)
 
 # What a parsed packet is, for translation.

@@ -9,6 +9,8 @@
 # Everything works on 16-bit words, small ints on any MicroPython.
 from .consts import const  # micropython.const, or a stand-in on CPython
 
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
 _H_MASK = const(0)
 _H_CAP = const(1)
 _H_FREE = const(2)
@@ -42,6 +44,7 @@ _ST_FIN0 = const(8)
 _ST_FIN1 = const(16)
 _ST_RST = const(32)
 _NONE = const(0xFFFF)
+# ---- end of layout
 
 
 def bucket(mem, a, b, c, d, e, g):

@@ -23,18 +23,21 @@ HOSTS = const(64)       # inside hosts counted per table; more share one pool
 FREED = const(64)       # recently freed outside ports remembered per table
 HOLD_S = const(120)     # ... for this long
 
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
+_H_CAP = const(1)
+_H_NOW = const(4)
 _HDR = const(12)
-_SLOT = const(18)
-_S_STATE = const(17)
-_ST_ANSWERED = const(4)
 _KEY_SRC_HI = const(0)
 _KEY_SRC_LO = const(1)
 _KEY_DST_HI = const(2)
 _KEY_DST_LO = const(3)
 _KEY_DPORT = const(5)
+_S_STATE = const(17)
+_SLOT = const(18)
+_ST_ANSWERED = const(4)
 _NONE = const(0xFFFF)
-_H_CAP = const(1)
-_H_NOW = const(4)
+# ---- end of layout
 
 
 class Room:

@@ -19,6 +19,7 @@ from .flows import (chain, clear, expired, find, first_at, idle, inside, outside
 from .room import Room
 from .clock import Clock
 from .addr import unroutable
+from compat import urandom
 
 Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
 
@@ -440,15 +441,5 @@ def _check_port(what, port):
 
 def _seed():
     # Per-table hash seed, so chain lengths are not predictable from outside.
-    try:
-        from os import urandom
-        r = urandom(2)
-        return r[0] << 8 | r[1]
-    except Exception:  # no urandom (the WASI build): the clock is unpredictable enough
-        pass
-    try:
-        from time import ticks_us
-        return ticks_us() & 0xFFFF
-    except ImportError:
-        from time import perf_counter_ns
-        return perf_counter_ns() & 0xFFFF
+    r = urandom(2)
+    return r[0] << 8 | r[1]

@@ -1,4 +1,4 @@
-# The DHCP server (firmware/dhcp.py) on every runtime: CPython (host_tests/test_dhcp.py
+# The DHCP server (firmware/services/dhcp.py) on every runtime: CPython (host_tests/test_dhcp.py
 # imports this), the MicroPython unix port and the 32-bit WASI build. Two parts:
 # - CASES: plain asserts; run_all() prints FAIL details and
 #   `DHCP_CASES passed=<n> failed=<n> pure=0`;
@@ -6,7 +6,7 @@
 #   which the pytest side parses with scapy and compares across the runtimes.
 # No scapy on MicroPython: messages are built by hand here (test_dhcp.py checks this
 # builder against scapy's). No gc.collect() anywhere (the WASI build must not).
-import dhcp
+from services import dhcp
 import pktlib
 
 LAN, MASK = "192.168.4.1", "255.255.255.0"
@@ -242,7 +242,7 @@ def case_client_ids():
     a = dora(srv, MAC1, ((61, duid),))
     b = dora(srv, MAC1, ((61, other),))
     c = dora(srv, MAC2, ((61, b"\x01" + MAC1),))
-    assert len(set((a, b, c))) == 3
+    assert len({a, b, c}) == 3
     r, _ = send(srv, message(dhcp.DISCOVER, MAC3, options=((61, duid),)))
     assert r["yiaddr"] == a and r["opts"][61] == duid  # echoed (RFC 6842)
 

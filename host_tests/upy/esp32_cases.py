@@ -29,7 +29,7 @@ def jsonable(v):
     if isinstance(v, (list, tuple)):
         return [jsonable(x) for x in v]
     if isinstance(v, dict):
-        return dict((k, jsonable(x)) for k, x in v.items())
+        return {k: jsonable(x) for k, x in v.items()}
     if isinstance(v, machine.Pin):
         return "Pin(%d)" % v.id
     if v is None or isinstance(v, (bool, int, str)):
@@ -58,9 +58,9 @@ def boot(cfg=None, leases=None, visible=None, wait_ms=300):
     esp32board.ROUTER_STACK = 64 * 1024    # the unix port is 64-bit: bigger frames
     esp32board.WAN_WAIT_MS = wait_ms
     import board                           # noqa: F401  (setup() before the config loads)
-    import main                            # noqa: F401  router.start(board)
-    import router
-    return router.running
+    import main                            # noqa: F401  runner.start(board)
+    from manage.runner import runner
+    return runner.router
 
 
 def starts():
@@ -98,7 +98,6 @@ class LwipWire:
     def nic(self, which):
         if which == natlink.LAN:
             return network.WLAN(network.WLAN.IF_AP)._sim
-        import board
         import esp32board
         return esp32board._board.wan.nic._sim
 
@@ -149,7 +148,7 @@ def summary(pkt):
 def boot_calls(cfg=None):
     """What the boot path asked of the hardware and of natlink."""
     r = boot(cfg, leases={"eth": LEASE, "sta": LEASE}, visible={"upstream": "secret99"})
-    import config
+    from manage import config
     result(network=network.CALLS, pins=machine.PINS, natlink=natlink.fake_log,
            built_with=network.LAN.built_with, running=r.is_running(),
            cfg=config.to_file(r.cfg), links=[r.lan.name, r.lan.mtu, r.wan.name, r.wan.mtu])
@@ -229,12 +228,12 @@ def binding():
     out["stopped"] = [lan_nic.input_is_lwip(), natlink.running(), repr(lan), lan.recv_into(buf)]
     w.put(natlink.LAN, pktlib.tcp(LAN_HOST, REMOTE, 40002, 80, flags=0x02))
     out["after_stop"] = natlink.pending(natlink.LAN)  # lwIP has its input back
-    import router
-    router.restart(r.cfg)                            # open_links again: a clean restart
-    out["restarted"] = [not lan_nic.input_is_lwip(), router.running.is_running()]
+    from manage.runner import runner
+    runner.restart(r.cfg)                            # open_links again: a clean restart
+    out["restarted"] = [not lan_nic.input_is_lwip(), runner.router.is_running()]
     import _lwipsim
     out["dhcps"] = _lwipsim.last_dhcps()
-    router.running.stop()
+    runner.router.stop()
     result(**out)
 
 
@@ -247,12 +246,12 @@ def netif_late():
     out = {"late": [e[0] for e in natlink.fake_log], "running": r.is_running()}
     r.stop()
     r.join()
-    import router
+    from manage.runner import runner
     natlink.fake_not_started[0] = 10 ** 6
     esp32board.NETIF_WAIT_MS = 200
     t0 = time.ticks_ms()
     try:
-        router.restart(r.cfg)
+        runner.restart(r.cfg)
         out["never"] = None
     except OSError as e:
         out["never"] = str(e)
@@ -295,17 +294,17 @@ def lease_later():
     who = "eth" if network.LAN._instance is not None else "sta"
     network.lease(who, LEASE)
     out["came"] = esp32board.supervise()
-    import router
-    out["second"] = [router.running.cfg["wan"]["addr"], router.running.cfg["wan"]["gateway"],
+    from manage.runner import runner
+    out["second"] = [runner.router.cfg["wan"]["addr"], runner.router.cfg["wan"]["gateway"],
                      last_wan_addr(), len(starts())]
     out["same"] = esp32board.supervise()
     network.lease(who, ("100.64.0.9", "255.192.0.0", "100.64.0.1"))
     out["moved"] = esp32board.supervise()
-    out["third"] = [router.running.cfg["wan"]["addr"], router.running.cfg["wan"]["mask"]]
+    out["third"] = [runner.router.cfg["wan"]["addr"], runner.router.cfg["wan"]["mask"]]
     network.lease(who, ("192.168.4.77", "255.255.255.0", "192.168.4.254"))   # the LAN's
     out["overlap"] = [esp32board.supervise(), esp32board.supervise()]
-    out["kept"] = router.running.cfg["wan"]["addr"]
-    router.running.stop()
+    out["kept"] = runner.router.cfg["wan"]["addr"]
+    runner.router.stop()
     result(**out)
 
 
@@ -321,15 +320,15 @@ def static_wan():
 
 def live_changes():
     """Changes made from the REPL (manage) reach the hardware: Wi-Fi and DHCP settings
-    at once through the supervisor, the rest through manage.apply()'s restart."""
+    at once through the supervisor, the rest through api.apply()'s restart."""
     import esp32board
-    import manage
+    from manage import api
     r = boot({"wifi": {"sta_ssid": "upstream", "sta_key": "secret99"}},
              leases={"eth": LEASE, "sta": LEASE}, visible={"upstream": "secret99"})
     out = {"boot": esp32board.supervise()}
     mark = len(network.CALLS), len(natlink.fake_log)
-    out["set_key"] = manage.set("wifi.ap_key", "a new key 42")
-    out["set_dns"] = manage.change({"dns": ["1.1.1.1"], "dhcp.lease_s": 7200})
+    out["set_key"] = api.set("wifi.ap_key", "a new key 42")
+    out["set_dns"] = api.change({"dns": ["1.1.1.1"], "dhcp.lease_s": 7200})
     out["applied"] = esp32board.supervise()
     out["again"] = esp32board.supervise()
     out["calls"] = network.CALLS[mark[0]:]
@@ -339,44 +338,44 @@ def live_changes():
                                                                  "addr": "192.168.4.9"}]),
                        ("mtu", 9000), ("wifi.ap_key", "short")):
         try:
-            manage.set(key, value)
+            api.set(key, value)
             refused.append(None)
         except ValueError as e:
             refused.append(str(e))
     out["refused"] = refused
     old = r.lan
     mark = len(network.CALLS), len(natlink.fake_log)
-    out["pending"] = manage.set("table.tcp", 100)
-    out["apply"] = manage.apply()
-    import router
+    out["pending"] = api.set("table.tcp", 100)
+    out["apply"] = api.apply()
+    from manage.runner import runner
     out["restart"] = [network.CALLS[mark[0]:], [e[0] for e in natlink.fake_log[mark[1]:]],
-                      repr(old), router.running.table.capacity(6), router.running is not r]
-    router.running.stop()
+                      repr(old), runner.router.table.capacity(6), runner.router is not r]
+    runner.router.stop()
     result(**out)
 
 
 def station():
     """The Wi-Fi-only board: no station network named yet, then one set from the REPL."""
     import esp32board
-    import manage
+    from manage import api
     r = boot(None, visible={"upstream": "secret99"}, wait_ms=50)
     out = {"calls": network.CALLS[:], "wan": r.cfg["wan"]["addr"]}
     mark = len(network.CALLS)
-    manage.change({"wifi.sta_ssid": "upstream", "wifi.sta_key": "secret99"})
+    api.change({"wifi.sta_ssid": "upstream", "wifi.sta_key": "secret99"})
     out["applied"] = esp32board.supervise()
     out["joined"] = network.CALLS[mark:]
     network.lease("sta", LEASE)
     out["leased"] = esp32board.supervise()
-    import router
-    out["wan_after"] = router.running.cfg["wan"]["addr"]
+    from manage.runner import runner
+    out["wan_after"] = runner.router.cfg["wan"]["addr"]
     out["channel"] = network.WLAN(network.WLAN.IF_AP).config("channel")
-    router.running.stop()
+    runner.router.stop()
     result(**out)
 
 
 def checks():
     """The board's configuration rules, through config.load at boot."""
-    import config
+    from manage import config
     cfg = {"ports": {"first": 20000, "last": 65535}, "mtu": 9000, "dns": [],
            "forwards": [{"proto": "tcp", "port": 50000, "to": LAN_HOST},
                         {"proto": "udp", "port": 68, "to": LAN_HOST},
@@ -407,14 +406,14 @@ def heap():
     import esp32board
     esp32board.WAN_WAIT_MS = 0
     import board  # noqa: F401
-    import config
-    import router
-    from router import Router
+    from manage import config
+    from manage.runner import runner
+    from forward.router import Router
     cfg = config.validate({})[0]
     t1 = gc.mem_alloc()
     lan, wan = board.open_links(cfg)
     t2 = gc.mem_alloc()
-    r = Router(cfg, lan, wan, wait=board.wait, dhcp=router.make_dhcp(cfg))
+    r = Router(cfg, lan, wan, wait=board.wait, dhcp=runner.make_dhcp(cfg))
     t3 = gc.mem_alloc()
     t = cfg["table"]
     result(table=t, flows=t["tcp"] + t["udp"] + t["icmp"], imports=t1 - t0, setup=t2 - t1,

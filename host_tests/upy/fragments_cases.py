@@ -13,9 +13,9 @@
 # Nothing is printed while the heap is locked (print allocates).
 from array import array
 
-from compat import heap_lock, heap_unlock
+from heaplock import heap_lock, heap_unlock
 import nat
-from fragments import BAD, DF_SET, DROPPED, HELD, READY, Fragments, fragment
+from forward.fragments import BAD, DF_SET, DROPPED, HELD, READY, Fragments, fragment
 from pktlib import ICMP, UDP, ipv4, ones_sum, put16, valid
 
 L = "192.168.4.2"

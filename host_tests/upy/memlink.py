@@ -1,10 +1,8 @@
-# An in-memory Link (firmware/link.py) for tests on CPython and MicroPython: two rings
+# An in-memory link (the Link of boards/README.md) for tests on CPython and MicroPython: two rings
 # of preallocated bytearrays, so the router's per-packet path can be checked under
 # heap_lock with it.
-from link import Link
 
-
-class MemoryLink(Link):
+class MemoryLink:
     """A link backed by two rings of preallocated bytearrays (no deque, no per-packet
     allocation): `inject()` queues a packet for the router to receive, the router's
     `send()` queues it for the test to `take()`. A full ring drops the newest packet

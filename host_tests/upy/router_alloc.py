@@ -9,12 +9,13 @@
 # out of (lan, wan, none; "unread" if the step failed before receiving).
 # and DONE at the end. host_tests/test_router_alloc.py takes the case names from CASES
 # (importing this module on CPython) and checks the lines.
-from compat import heap_lock, heap_unlock
+from heaplock import heap_lock, heap_unlock
 
-import config
 import nat
+from forward.datapath import drain, drain_py
+from forward.router import Router
+from manage import config
 from memlink import MemoryLink
-from router import Router
 
 LAN_HOST = "192.168.4.2"
 LAN_HOST2 = "192.168.4.3"
@@ -187,7 +188,8 @@ def main():
         assert r.table.count(n) == r.table.capacity(n), "table not full: " + name
 
     x = Ports(tcp_x, udp_x, icmp_x)
-    steps = {"lan": lambda: r.drain_lan(1), "wan": lambda: r.drain_wan(1), "poll": poll}
+    d = r.datapath
+    steps = {"lan": lambda: drain(d.lan, 1), "wan": lambda: drain(d.wan, 1), "poll": poll}
     links = {"lan": lan, "wan": wan}
     results = []
     for name, side, packet, expect in CASES:
@@ -213,7 +215,5 @@ def main():
     # The REPL's view works here too: one readable line per flow of the full table.
     lines = r.flows()
     print("FLOWS", len(lines), sum(SIZES.values()), lines[0].split()[0])
-    import router
-    native = router.Router.drain_lan is getattr(router, "_drain_lan", None)
-    print("DRAIN", "native" if native else "bytecode", nat.core.NAME)
+    print("DRAIN", "python" if drain is drain_py else "viper", nat.core.NAME)
     print("DONE")

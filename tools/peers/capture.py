@@ -4,7 +4,11 @@
 
 Prints 'ready', then one line per frame: 'src dst proto sport dport' (ports 0 for ICMP
 and other protocols)."""
-import select, socket, struct, sys, time
+import select
+import socket
+import struct
+import sys
+import time
 ifname, seconds = sys.argv[1], float(sys.argv[2])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((ifname, 0))

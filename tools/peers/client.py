@@ -5,7 +5,8 @@
 Prints one line per message: the reply, REFUSED or TIMEOUT (UDP retries 3 times). A
 message '-' waits for a line on stdin instead (to hold a connection open). SPORT 0:
 any source port."""
-import socket, sys
+import socket
+import sys
 proto, host, port, sport, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
 s = socket.socket(socket.AF_INET, kind)
@@ -16,9 +17,11 @@ s.settimeout(timeout)
 try:
     s.connect((host, port))
 except socket.timeout:
-    print("TIMEOUT", flush=True); sys.exit()
+    print("TIMEOUT", flush=True)
+    sys.exit()
 except ConnectionRefusedError:
-    print("REFUSED", flush=True); sys.exit()
+    print("REFUSED", flush=True)
+    sys.exit()
 f = s.makefile("r") if kind == socket.SOCK_STREAM else None
 for msg in sys.argv[6:]:
     if msg == "-":

@@ -5,7 +5,9 @@
 Replies '<NAME> <text> from <peer ip>:<port>' to every line (TCP) or datagram (UDP), so
 the client sees which address the server saw. Listens on ADDRESS (default: all; a UDP
 server on one address answers from it). Prints 'ready' once listening."""
-import socket, sys, threading
+import socket
+import sys
+import threading
 proto, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 address = sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"
 def answer(text, peer):

@@ -1,11 +1,11 @@
 """The lwIP host program's command line (lwip_host.c), from the board's natrouter.json
-read exactly as the firmware reads it: firmware/config.py with this board's rules
+read exactly as the firmware reads it: firmware/manage/config.py with this board's rules
 (../lwiprules.py: the port split, what natlink claims). CPython.
 
     python3 hostargs.py CFG_PATH SOCK_DIR LAN_TAP,LAN_MAC WAN_TAP,WAN_MAC
 
 prints the arguments as one JSON list. tools/topology.py runs it as a program: the
-board's rules are global to firmware/config.py, and must not reach the process that
+board's rules are global to firmware/manage/config.py, and must not reach the process that
 starts the board (a test run also tests config.py itself).
 """
 import json
@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 for p in (HERE.parent, HERE.parents[1] / "natlink", HERE.parents[2] / "firmware"):  # lwiprules; config
     sys.path.insert(0, str(p))
 
-import config  # noqa: E402
+from manage import config  # noqa: E402
 import lwiprules  # noqa: E402
 
 

@@ -33,7 +33,7 @@ fake_not_started = [0]          # start() refuses this many times: netifs not ad
 _st = {"running": False, "generation": 0, "wan_addr": bytes(4), "notified": False}
 _rx = ([], [])                  # claimed packets waiting for recv_into, per link
 _tx = ([], [])                  # packets the router sent, per link
-_cnt = [dict((n, 0) for n in _NAMES), dict((n, 0) for n in _NAMES)]
+_cnt = [dict.fromkeys(_NAMES, 0), dict.fromkeys(_NAMES, 0)]
 
 
 def _check_link(which):

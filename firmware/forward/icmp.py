@@ -6,7 +6,10 @@
 from compat import const, ticks_diff
 from nat.checksum import fold, put16 as _put16, sum16
 
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
 _ICMP = const(1)
+# ---- end of layout
 _ECHO_REPLY = const(0)
 _ECHO_REQUEST = const(8)
 TIME_EXCEEDED = const(11)
@@ -57,11 +60,9 @@ class ErrorBuilder:
         elapsed = ticks_diff(now, self._last)
         self._last = now
         if elapsed > 0:
-            if elapsed > 100000:  # keeps the product a small int; the bucket is full anyway
-                elapsed = 100000
-            self._tokens += elapsed * self._rate
-            if self._tokens > self._cap:
-                self._tokens = self._cap
+            # min(): the product stays a small int; the bucket is full anyway
+            self._tokens += min(elapsed, 100000) * self._rate
+            self._tokens = min(self._tokens, self._cap)
         if self._tokens < 1000:
             return False
         self._tokens -= 1000
@@ -74,8 +75,7 @@ class ErrorBuilder:
         Returns its length; the message is self.buf[0:length]."""
         out = self.buf
         quote = pkt[2] << 8 | pkt[3]
-        if quote > _ERROR_MAX - _HEADERS:
-            quote = _ERROR_MAX - _HEADERS
+        quote = min(quote, _ERROR_MAX - _HEADERS)
         n = _HEADERS + quote
         # RFC 1812 4.3.2.5: precedence 6 (internetwork control), the original TOS bits
         # (RFC 1349), never its ECN bits (RFC 3168: the error is not ECN-capable).

@@ -1,6 +1,7 @@
-# The router's counters: one array('I') slot each, incremented on the per-packet path
-# (by the router and by the screen's cores), read as a dict by Router.counters().
-# NAMES gives the order; the C_* indices below must follow it (host_tests check).
+# The router's counters: one array('I') slot each, bumped on the per-packet path (the
+# datapath) and the slow path, read as a dict by Router.counters(). NAMES gives the
+# order; each one's index, C_<NAME>, is written below from it (tools/layout.py), and the
+# fast modules copy the indices they use the same way.
 from compat import const
 
 NAMES = (
@@ -37,32 +38,34 @@ NAMES = (
     "fragmented",               # packets sent as fragments: too long for the link, DF clear
 )
 
+# ---- counter indices: written by tools/layout.py from NAMES; do not edit
 C_RX_LAN = const(0)
 C_RX_WAN = const(1)
-C_OUT = const(2)
-C_IN = const(3)
+C_TRANSLATED_OUT = const(2)
+C_TRANSLATED_IN = const(3)
 C_FLOWS_ADDED = const(4)
 C_FORWARDS_HIT = const(5)
-C_ECHO = const(6)
-C_MALFORMED = const(7)
-C_TO_ROUTER = const(8)
-C_LAN_LOCAL = const(9)
-C_BAD_SOURCE = const(10)
-C_MARTIAN = const(11)
-C_SOURCE_ROUTE = const(12)
-C_PORT_ZERO = const(13)
-C_ICMP_ERROR = const(14)
-C_UNSOLICITED = const(15)
-C_CANNOT_NAT = const(16)
-C_OVERLAP = const(17)
-C_TOO_BIG = const(18)
-C_TTL_SENT = const(19)
-C_TTL_LIMITED = const(20)
-C_TTL_SILENT = const(21)
-C_FRAG_NEEDED = const(22)
+C_ECHO_REPLIES = const(6)
+C_DROPPED_MALFORMED = const(7)
+C_DROPPED_TO_ROUTER = const(8)
+C_DROPPED_LAN_LOCAL = const(9)
+C_DROPPED_BAD_SOURCE = const(10)
+C_DROPPED_MARTIAN = const(11)
+C_DROPPED_SOURCE_ROUTE = const(12)
+C_DROPPED_PORT_ZERO = const(13)
+C_DROPPED_ICMP_ERROR = const(14)
+C_DROPPED_UNSOLICITED = const(15)
+C_DROPPED_CANNOT_NAT = const(16)
+C_DROPPED_OVERLAP = const(17)
+C_DROPPED_TOO_BIG = const(18)
+C_TTL_EXCEEDED_SENT = const(19)
+C_TTL_EXCEEDED_RATE_LIMITED = const(20)
+C_TTL_EXCEEDED_SILENT = const(21)
+C_FRAG_NEEDED_SENT = const(22)
 C_ERRORS = const(23)
-C_HAIRPIN = const(24)
-C_FILTER_IN = const(25)
-C_FILTERED = const(26)
-C_FULL = const(27)
+C_HAIRPINNED = const(24)
+C_FILTERED_IN = const(25)
+C_DROPPED_FILTERED = const(26)
+C_DROPPED_TABLE_FULL = const(27)
 C_FRAGMENTED = const(28)
+# ---- end of layout

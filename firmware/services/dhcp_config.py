@@ -1,5 +1,5 @@
-# The DHCP server's configuration section (firmware/dhcp.py), validated in the style of
-# firmware/config.py:
+# The DHCP server's configuration section (services/dhcp.py), validated in the style of
+# firmware/manage/config.py:
 #
 #   cfg, problems = dhcp_config.validate(raw, lan_addr, lan_mask)
 #
@@ -18,7 +18,7 @@
 # Runs on MicroPython (no re, no dataclasses).
 
 from nat.addr import ip, ip_bytes, ip_str, unroutable  # noqa: F401 (dhcp.py's ip_bytes)
-from validation import Bad, Problems, is_int
+from manage.validation import Bad, Problems, is_int
 
 LEASE_MIN = 120             # shorter leases mostly make renewal traffic
 LEASE_MAX = 7 * 86400

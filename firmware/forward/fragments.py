@@ -38,7 +38,7 @@
 from array import array
 
 from compat import const, ticks_diff, ticks_ms
-from fragmenter import BAD, DF_SET, fragment, ip_header_length  # noqa: F401 (one API)
+from .fragmenter import BAD, DF_SET, fragment, ip_header_length  # noqa: F401 (one API)
 from nat.checksum import fold, put16
 
 # later() verdicts
@@ -76,7 +76,17 @@ _FC_TOO_BIG = const(10)
 
 _BLOCK = const(64)         # the pool's unit: a fragment takes ceil(length / 64) blocks
 _BLOCK_SHIFT = const(6)
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
+_TCP = const(6)
+_IP_LEN = const(2)
+_IP_FRAG = const(6)
+_IP_TTL = const(8)
+_IP_PROTO = const(9)
+_IP_CSUM = const(10)
+_IP_SRC = const(12)
 _NONE = const(0xFFFF)
+# ---- end of layout
 
 # Entry words (array 'H', _EW a entry).
 _W_STATE = const(0)
@@ -95,16 +105,9 @@ _PENDING = const(1)        # later fragments held, first fragment not seen
 _KNOWN = const(2)          # first fragment translated: later ones are rewritten
 _DONE = const(3)           # known, and every byte up to its end has been seen
 
-_IP_LEN = const(2)
 _IP_ID = const(4)
-_IP_FRAG = const(6)
-_IP_TTL = const(8)
-_IP_PROTO = const(9)
-_IP_CSUM = const(10)
-_IP_SRC = const(12)
 _MF = const(0x2000)
 _OFFSET = const(0x1FFF)
-_TCP = const(6)
 
 
 class Fragments:
@@ -295,8 +298,7 @@ class Fragments:
             while i < length:
                 base = b << _BLOCK_SHIFT
                 k = length - i
-                if k > _BLOCK:
-                    k = _BLOCK
+                k = min(k, _BLOCK)
                 for j in range(k):
                     out[i + j] = pool[base + j]
                 i += k
@@ -476,8 +478,7 @@ class Fragments:
         while i < tl:
             base = b << _BLOCK_SHIFT
             k = tl - i
-            if k > _BLOCK:
-                k = _BLOCK
+            k = min(k, _BLOCK)
             for j in range(k):
                 pool[base + j] = buf[i + j]
             i += k

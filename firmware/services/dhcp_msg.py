@@ -3,11 +3,7 @@
 # goes (RFC 2131 4.1). Pure Python for CPython and MicroPython; a slow path.
 from array import array
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from compat import const
 
 DISCOVER = const(1)
 OFFER = const(2)
@@ -73,7 +69,7 @@ class Message:
             return NOT_REQUEST if msg[0] == 2 else MALFORMED
         if msg[1] != 1 or msg[2] != 6 or msg[236:240] != COOKIE:
             return MALFORMED  # not Ethernet, not DHCP
-        if msg[28] & 1 or zero4(msg, 28) and not (msg[32] or msg[33]):
+        if msg[28] & 1 or (zero4(msg, 28) and not (msg[32] or msg[33])):
             return MALFORMED  # chaddr: a group (broadcast) address, or zero
         at, ln = self.at, self.ln
         for k in range(len(OPTS)):
@@ -93,7 +89,7 @@ class Message:
                 at[k], ln[k] = i + 2, msg[i + 1]
             i += 2 + msg[i + 1]
         for k in range(len(OPTS)):
-            if at[k] >= 0 and (ln[k] < _LEN_MIN[k] or _LEN_EXACT[k] and ln[k] != _LEN_EXACT[k]):
+            if at[k] >= 0 and (ln[k] < _LEN_MIN[k] or (_LEN_EXACT[k] and ln[k] != _LEN_EXACT[k])):
                 return MALFORMED
         if at[O53] < 0:
             return MALFORMED  # plain BOOTP: not served

@@ -28,15 +28,17 @@
 # overload (52) and long-option concatenation (RFC 3396), relay agent options (82),
 # pools for other subnets (relayed requests are served only if giaddr is on the LAN).
 from nat.addr import ip
-from dhcp_config import validate, ip_bytes
-from dhcp_leases import (Pool, LeaseFile, default_clock, client_key, OFFERED, BOUND, FREE,
+from nat.clock import Clock
+from .dhcp_config import validate, ip_bytes
+from .dhcp_leases import (Pool, LeaseFile, client_key, OFFERED, BOUND, FREE,
                          DECLINED)
-from dhcp_msg import (Message, tlv, zero4, begin, put, put_params, finish, destination,
+from .dhcp_msg import (Message, tlv, zero4, begin, put, put_params, finish, destination,
                       DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE, INFORM, MALFORMED,
                       NOT_REQUEST, MIN_MMS, O50, O54, O61)
 
-__all__ = ("DhcpServer", "LeaseFile", "validate", "COUNTERS")
+__all__ = ("COUNTERS", "DhcpServer", "LeaseFile", "validate")
 
+LEASES_PATH = "dhcp_leases.json"  # where a board keeps the leases (board.LEASES_PATH may say)
 OFFER_S = 60        # an offer is held this long for the client's DHCPREQUEST
 DECLINE_S = 600     # a declined address is kept from everyone this long
 
@@ -67,7 +69,7 @@ class DhcpServer:
         self.enabled = cfg["enabled"]
         self.pool = Pool(cfg, lan_addr, lan_mask)
         self.store = store
-        self.clock = clock or default_clock()
+        self.clock = clock or Clock()
         self._me = ip_bytes(ip(lan_addr))
         lease = cfg["lease_s"]
         # Replies' options, made once: lease time, T1 and T2 (RFC 2131 4.4.5: 0.5 and

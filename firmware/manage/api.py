@@ -1,7 +1,7 @@
 # The router's management, plain data in and out: the REPL (nr.py) calls these, and a
-# status page will. Everything that touches the running router's state runs on the
-# router's own thread (Router.call), so the forwarding loop and the REPL never see each
-# other half-way. Slow path: allocates freely.
+# status page will (from manage import api). Everything that touches the running
+# router's state runs on the router's own thread (Router.call), so the forwarding loop
+# and the REPL never see each other half-way. Slow path: allocates freely.
 #
 # Changes are validated whole before anything changes (config.validate, strict): a bad
 # key, type, address, port or an overlapping forward raises ValueError with one sentence
@@ -9,9 +9,9 @@
 # routing, DHCP and DNS) takes effect at once; addresses, MTU and table sizes wait for
 # apply(), which restarts forwarding with them (flows are lost). save() keeps the
 # configuration on the board's flash; until then a reboot forgets the changes.
-import config
 import nat
-import router
+from . import config
+from .runner import runner
 
 # The configuration being edited, in the file's form (config.to_file); None: the
 # running router's.
@@ -20,9 +20,9 @@ _RESTART_KEYS = ("lan", "wan", "mtu", "table")
 
 
 def _router():
-    r = router.running
+    r = runner.router
     if r is None:
-        raise OSError("the router is not running (router.start(board))")
+        raise OSError("the router is not running (runner.start(board))")
     return r
 
 
@@ -52,13 +52,13 @@ def _status(r):
         "pending": pending(),
     }
     counters = r.counters()
-    for name, proto in (("tcp", nat.TCP), ("udp", nat.UDP), ("icmp", nat.ICMP)):
+    for proto, name in nat.PROTOCOLS:
         out["flows"][name] = (r.table.count(proto), r.table.capacity(proto))
         del counters["flows_" + name], counters["capacity_" + name]
     out["counters"] = counters
     if r.dhcp is not None:
         out["dhcp"] = dict(r.dhcp.counters(), leases=len(r.dhcp.leases()))
-    links = getattr(router.board, "counters", None)
+    links = getattr(runner.board, "counters", None)
     if links is not None:
         out["links"] = links()
     return out
@@ -69,26 +69,23 @@ def flows(proto=None, host=None, limit=20):
     the LAN side), remote (the outside end as the inside host sees it), public (how it
     leaves the router), final (where it goes), idle_s. proto: "tcp", "udp", "icmp" or
     None; host: only flows with this address at either end."""
-    names = {"tcp": nat.TCP, "udp": nat.UDP, "icmp": nat.ICMP}
-    if proto is not None and proto not in names:
-        raise ValueError("proto must be \"tcp\", \"udp\" or \"icmp\", not %r" % (proto,))
+    number = None if proto is None else nat.proto_number(proto)
     want = nat.ip(host) if host is not None else None
     if not isinstance(limit, int) or limit < 1:
         raise ValueError("limit must be a positive integer, not %r" % (limit,))
     r = _router()
-    return r.call(_flows, r, names.get(proto), want, limit)
+    return r.call(_flows, r, number, want, limit)
 
 
 def _flows(r, proto, host, limit):
     rows = []
-    label = {nat.TCP: "tcp", nat.UDP: "udp", nat.ICMP: "icmp"}
     for (p, src, sport, dst, dport, xl_host, xl_port, final, final_port,
          idle) in r.table.flows():
         if proto is not None and p != proto:
             continue
         if host is not None and host not in (src, dst, final):
             continue
-        rows.append({"proto": label[p], "inside": "%s:%d" % (nat.ip_str(src), sport),
+        rows.append({"proto": nat.proto_name(p), "inside": "%s:%d" % (nat.ip_str(src), sport),
                      "remote": "%s:%d" % (nat.ip_str(dst), dport),
                      "public": "%s:%d" % (nat.ip_str(xl_host), xl_port),
                      "final": "%s:%d" % (nat.ip_str(final), final_port), "idle_s": idle})
@@ -181,14 +178,14 @@ def apply():
     if _edited is None:
         return {"restarted": False, "pending": []}
     cfg = config.validate(_edited, strict=True)[0]
-    router.restart(cfg)
+    runner.restart(cfg)
     _edited = None
     return {"restarted": True, "pending": []}
 
 
 def save(path=None):
     """Write the edited configuration to the board's flash (atomically). Returns the path."""
-    path = path or router.config_path
+    path = path or runner.config_path
     config.save(path, _current())
     return {"saved": path, "pending": pending()}
 
@@ -208,7 +205,7 @@ def _take(edited):
         return {"applied": [], "pending": changed}
     dhcp = r.dhcp
     if "dhcp" in changed or "dns" in changed:
-        dhcp = router.make_dhcp(cfg)
+        dhcp = runner.make_dhcp(cfg)
     r.call(r.reconfigure, cfg, dhcp)
     _edited = None
     return {"applied": changed, "pending": []}

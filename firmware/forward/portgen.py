@@ -49,24 +49,32 @@ class PortGen:
             self._lo, self._hi = self._first, self._last
         self._calls = 0
         self._scan = -1
+        self._offered = set()  # never the same port twice for one flow
         return self.next
 
     def _next(self):
-        """The next candidate for Table.add's port_gen: a free port, or None when the
-        range holds none (the table then answers OVERLAP)."""
+        """The next candidate for Table.add's port_gen: a free port not offered before
+        for this flow, or None when the range holds no other (the table then answers
+        OVERLAP)."""
+        p = self._candidate()
+        if p is not None:
+            self._offered.add(p)
+        return p
+
+    def _candidate(self):
         self._calls += 1
         if self._calls == 1 and self._mapped is not None:
             return self._mapped  # the endpoint's mapping, whatever else holds
         lo, hi = self._lo, self._hi
         if self._calls <= 2:
             p = self._preferred
-            if lo <= p <= hi and self._free(p, fresh=True):
+            if lo <= p <= hi and p not in self._offered and self._free(p, fresh=True):
                 return p
         span = hi - lo + 1
         if self._scan < 0:
             for _ in range(_RANDOM_TRIES):
                 p = lo + self._random16() % span
-                if self._free(p, fresh=True):
+                if p not in self._offered and self._free(p, fresh=True):
                     return p
             self._scan = self._random16() % span  # crowded range: walk it once from here
             self._left = span
@@ -74,7 +82,7 @@ class PortGen:
             self._left -= 1
             p = lo + self._scan
             self._scan = self._scan + 1 if self._scan + 1 < span else 0
-            if self._free(p, fresh=False):
+            if p not in self._offered and self._free(p, fresh=False):
                 return p
         return None
 

@@ -1,4 +1,4 @@
-# The DHCP server's address pool and lease table (firmware/dhcp.py), its persistence
+# The DHCP server's address pool and lease table (services/dhcp.py), its persistence
 # (LeaseFile) and its default clock.
 #
 # The table is made once, `capacity` entries of parallel arrays, and never grows.
@@ -15,18 +15,13 @@
 #   DECLINED  a client found the address in use (DHCPDECLINE): kept from everyone
 #             until exp, no client
 # Static leases (by MAC) live beside the table, reserved whether bound or not.
-import json
-import os
 from array import array
 from binascii import hexlify, unhexlify
 
-from dhcp_config import ip, ip_bytes, mac, mac_str, usable_mac
+from manage.store import load_json, save_json
+from .dhcp_config import ip, ip_bytes, mac, mac_str, usable_mac
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from compat import const
 
 KEY_LEN = const(16)
 EMPTY = const(0)
@@ -321,61 +316,15 @@ class Pool:
 
 
 class LeaseFile:
-    """The default store: JSON in a file, written atomically (a temporary file, then a
-    rename over the old one), so a power cut leaves the old leases or the new ones.
-    A missing, unreadable or half-written file loads as None: no leases."""
+    """The default store: JSON in a file, written atomically (manage/store.py), so a
+    power cut leaves the old leases or the new ones. A missing, unreadable or
+    half-written file loads as None: no leases."""
 
     def __init__(self, path):
         self.path = path
 
     def load(self):
-        try:
-            with open(self.path) as f:
-                return json.loads(f.read())
-        except Exception:
-            return None
+        return load_json(self.path)[0]
 
     def save(self, data):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data))
-            f.flush()
-        try:
-            os.sync()  # the board's filesystem: commit before the rename
-        except (AttributeError, OSError):
-            pass
-        try:
-            os.rename(tmp, self.path)
-        except OSError:  # a filesystem whose rename does not replace
-            os.remove(self.path)
-            os.rename(tmp, self.path)
-
-
-class TicksClock:
-    """Whole seconds since it was made, from ticks_ms. It sees the ticks wrap (2**30 ms
-    on MicroPython) only if read at least every few days: DhcpServer.tick() does."""
-
-    def __init__(self, ticks_ms, ticks_diff):
-        self._ticks, self._diff = ticks_ms, ticks_diff
-        self._last = ticks_ms()
-        self._ms = 0
-        self._s = 0
-
-    def __call__(self):
-        now = self._ticks()
-        self._ms += self._diff(now, self._last)
-        self._last = now
-        if self._ms >= 1000:
-            self._s += self._ms // 1000
-            self._ms %= 1000
-        return self._s
-
-
-def default_clock():
-    try:
-        from time import ticks_ms, ticks_diff
-    except ImportError:  # CPython
-        from time import monotonic
-        t0 = monotonic()
-        return lambda: int(monotonic() - t0)
-    return TicksClock(ticks_ms, ticks_diff)
+        save_json(self.path, data)

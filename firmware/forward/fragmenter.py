@@ -9,9 +9,12 @@ from nat.checksum import put16, sum16
 DF_SET = const(-1)   # too long, and DF forbids fragmenting (send Fragmentation Needed)
 BAD = const(-2)      # not a usable IPv4 packet, an MTU too small, or offsets past 64 KB
 
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
 _IP_LEN = const(2)
 _IP_FRAG = const(6)
 _IP_CSUM = const(10)
+# ---- end of layout
 _DF = const(0x4000)
 _MF = const(0x2000)
 _OFFSET = const(0x1FFF)
@@ -54,8 +57,7 @@ def fragment(buf, n, mtu, out, emit):
     frag = buf[_IP_FRAG] << 8 | buf[_IP_FRAG + 1]
     if frag & _DF:
         return DF_SET
-    if mtu > len(out):
-        mtu = len(out)
+    mtu = min(mtu, len(out))
     off = frag & _OFFSET
     data = tl - hl
     if hl + (off << 3) + data > 0xFFFF:

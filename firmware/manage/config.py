@@ -5,7 +5,7 @@
 # cfg always comes back complete and valid; problems lists, one clear message each, what
 # was wrong and what was used instead. A missing, unreadable or half-written file gives
 # the defaults: the board must always boot to a state where it can be reached and fixed.
-# Runs on MicroPython (json, os.rename; no pathlib, no dataclasses).
+# Runs on MicroPython (json; no pathlib, no dataclasses). Written atomically: store.py.
 #
 # Besides the file's own keys, cfg carries the addresses as ints (slow path only; the
 # per-packet path never builds whole addresses as ints):
@@ -23,16 +23,16 @@
 # default's. "wifi" holds the Wi-Fi boards' settings (access point, station), unused
 # elsewhere. A board may change the defaults and add its own checks (board_rules()).
 import json
-import os
 
-import dhcp_config
 import nat
 from nat.addr import unroutable
-from validation import Bad, Problems, is_int
+from nat.table import TIMEOUTS
+from services import dhcp_config
+from . import store
+from .validation import Bad, Problems, is_int
 
 DEFAULT_PATH = "natrouter.json"
 TABLE_MAX = 8192
-_PROTOS = {"tcp": 6, "udp": 17}
 _WAN_MODES = ("static", "dhcp")
 
 
@@ -51,8 +51,7 @@ def defaults():
         # ports ("endpoint", "address" or "address_port"-dependent), the share of a full
         # table one LAN host may keep (percent), idle timeouts in seconds.
         "nat": {"filtering": "address", "share": 50,
-                "timeouts": {"udp": 300, "tcp_established": 7440, "tcp_transitory": 240,
-                             "icmp": 60}},
+                "timeouts": dict(TIMEOUTS)},
         "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
         "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
@@ -81,96 +80,24 @@ def board_rules(defaults=None, check=None):
 
 
 def load(path=DEFAULT_PATH):
-    """(cfg, problems). Never raises: a bad or missing file gives the defaults."""
-    text, problem = _read(path)
-    if text is None:
-        # A power cut in the middle of a non-replacing rename (save()) leaves the new
-        # file under its temporary name, the old one beside it: take the newest whole one.
-        for spare in (path + ".tmp", path + ".old"):
-            spare_text = _read(spare)[0]
-            if spare_text is not None and _json(spare_text) is not None:
-                cfg, problems = validate(_json(spare_text))
-                return cfg, ["%s: missing; recovered %s" % (path, spare)] + [
-                    "%s: %s" % (path, p) for p in problems]
+    """(cfg, problems). Never raises: a bad or missing file gives the defaults (or the
+    whole copy an interrupted save() left: store.py)."""
+    raw, problem = store.load_json(path)
+    if raw is None:  # a half-written file would land here, were writes not atomic
         return validate(defaults())[0], ["%s: %s; using defaults" % (path, problem)]
-    raw = _json(text)
-    if raw is None:  # a half-written file lands here too
-        return validate(defaults())[0], ["%s: not valid JSON (half-written?); using defaults"
-                                         % path]
     cfg, problems = validate(raw)
-    return cfg, ["%s: %s" % (path, p) for p in problems]
-
-
-def _read(path):
-    """(text, None), or (None, why not)."""
-    try:
-        with open(path) as f:
-            return f.read(), None
-    except OSError as e:
-        return None, "cannot read (%s)" % e
-    except Exception as e:  # e.g. bytes that are not UTF-8
-        return None, "unreadable (%r)" % e
-
-
-def _json(text):
-    try:
-        return json.loads(text)
-    except Exception:  # ValueError
-        return None
+    said = [problem] if problem else []
+    said += problems
+    return cfg, ["%s: %s" % (path, p) for p in said]
 
 
 def save(path, cfg):
-    """Validate cfg exactly as load() would, then write its file keys atomically: a
-    temporary file, then a rename over the old one, so a power cut leaves either the old
-    or the new file, never half of one. A configuration load() would not take whole
-    raises ValueError naming the key, and nothing is written."""
+    """Validate cfg exactly as load() would, then write its file keys atomically
+    (store.py): a power cut leaves either the old or the new file, never half of one.
+    A configuration load() would not take whole raises ValueError naming the key, and
+    nothing is written."""
     checked = validate(_file_keys(cfg), strict=True)[0]
-    text = json.dumps(to_file(checked))
-    tmp = path + ".tmp"
-    if not _exists(path) and _read(tmp)[0] is not None and _json(_read(tmp)[0]) is not None:
-        os.rename(tmp, path)  # the copy load() recovered: in place before tmp is rewritten
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            try:
-                f.flush()
-            except AttributeError:
-                pass
-        try:
-            os.sync()  # the board's filesystem: commit before the rename
-        except (AttributeError, OSError):
-            pass
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not _exists(path):
-                raise
-            # A filesystem whose rename does not replace (FAT): the old file steps aside
-            # first. Should the power go in between, load() takes the temporary file.
-            old = path + ".old"
-            _remove(old)
-            os.rename(path, old)
-            os.rename(tmp, path)
-            _remove(old)
-    except BaseException:
-        if _exists(path):  # else the temporary file may be the only whole copy
-            _remove(tmp)
-        raise
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    store.save_json(path, to_file(checked))
 
 
 _DERIVED = ("addr_int", "mask_int", "gateway_int", "to_int", "proto_num")
@@ -440,9 +367,9 @@ def _wifi(sec, default, problems):
             ok = (1 if k == "ap_ssid" else 0) <= n <= 32
             wrong = "%r must be a name of %s32 bytes" % (v, "1.." if k == "ap_ssid" else "up to ")
         elif k.endswith("_key"):  # never echoed: it is a password
-            ok = isinstance(v, str) and (v == "" or 8 <= len(v) <= 63 and all(
-                " " <= c <= "~" for c in v) or len(v) == 64 and all(
-                c in "0123456789abcdefABCDEF" for c in v))
+            ok = isinstance(v, str) and (v == "" or (8 <= len(v) <= 63 and all(
+                " " <= c <= "~" for c in v)) or (len(v) == 64 and all(
+                c in "0123456789abcdefABCDEF" for c in v)))
             wrong = ("must be empty (an open network), a passphrase of 8..63 printable ASCII "
                      "characters or 64 hex digits")
         else:
@@ -477,8 +404,10 @@ def _forwards(raw, lan, problems):
                 if k not in f:
                     raise Bad("%s.%s: missing" % (where, k))
             proto = f["proto"]
-            if proto not in _PROTOS:
-                raise Bad("%s.proto: %r must be \"tcp\" or \"udp\"" % (where, proto))
+            try:
+                number = nat.proto_number(proto, ("tcp", "udp"))
+            except ValueError as e:
+                raise Bad("%s.%s" % (where, e))
             to_port = f.get("to_port", f["port"])
             for k, v in (("port", f["port"]), ("to_port", to_port)):
                 if not is_int(v) or not 1 <= v <= 65535:
@@ -499,5 +428,5 @@ def _forwards(raw, lan, problems):
             continue
         seen.append((proto, f["port"]))
         out.append({"proto": proto, "port": f["port"], "to": f["to"], "to_port": to_port,
-                    "proto_num": _PROTOS[proto], "to_int": to})
+                    "proto_num": number, "to_int": to})
     return out
