@@ -16,6 +16,7 @@ COUNTERS = ("claimed", "passed", "rx_drops", "received", "sent", "tx_full", "tx_
 
 LAN, WAN = 0, 1          # natlink links, and the harness netif indexes they use
 OTHER = 2                # a third netif natlink does not wrap
+PPP = 3                  # an IP-only point-to-point netif (PPP's kind: no Ethernet)
 
 # The harness's netifs: (mac, address, mask, gateway)
 NETIFS = {
@@ -23,6 +24,10 @@ NETIFS = {
     WAN: ("02:00:00:00:64:02", "198.51.100.2", "255.255.255.0", "198.51.100.1"),
     OTHER: ("02:00:00:00:0a:01", "10.0.0.1", "255.255.255.0", "0.0.0.0"),
 }
+
+
+# The IP-only netif: (address, peer)
+IP_NETIFS = {PPP: ("192.168.9.1", "192.168.9.2")}
 
 
 def _mac(s):
@@ -54,6 +59,8 @@ class Harness:
         sig = {
             "h_boot": ([], ctypes.c_int),
             "h_netif_add": ([ctypes.c_int, c_u8p, c_u8p, c_u8p, c_u8p], ctypes.c_int),
+            "h_netif_add_ip": ([ctypes.c_int, c_u8p, c_u8p], ctypes.c_int),
+            "h_inject_ip": ([ctypes.c_int, c_u8p, ctypes.c_int], ctypes.c_int),
             "h_input_is_lwip": ([ctypes.c_int], ctypes.c_int),
             "h_inject": ([ctypes.c_int, c_u8p, ctypes.c_int, ctypes.c_int], ctypes.c_int),
             "h_rx_outstanding": ([], ctypes.c_long),
@@ -95,6 +102,8 @@ class Harness:
         assert lib.h_counters(0, out, 16) == len(COUNTERS), "COUNTERS does not match natlink.h"
         for idx, (mac, addr, mask, gw) in NETIFS.items():
             assert lib.h_netif_add(idx, _mac(mac), _ip(addr), _ip(mask), _ip(gw)) == 0
+        for idx, (addr, peer) in IP_NETIFS.items():
+            assert lib.h_netif_add_ip(idx, _ip(addr), _ip(peer)) == 0
         self._buf = ctypes.create_string_buffer(2048)
 
     # natlink
@@ -149,6 +158,11 @@ class Harness:
         frame = bytes(frame)
         return self.lib.h_inject(idx, frame, len(frame), split)
 
+    def inject_ip(self, idx, pkt):
+        """A bare IPv4 packet into an IP-only netif, as PPP hands ip4_input() one."""
+        pkt = bytes(pkt)
+        return self.lib.h_inject_ip(idx, pkt, len(pkt))
+
     def take(self, idx):
         n = self.lib.h_take(idx, self._buf, len(self._buf))
         return self._buf.raw[:n] if n > 0 else None
@@ -160,7 +174,7 @@ class Harness:
         return out
 
     def clear(self):
-        for idx in NETIFS:
+        for idx in list(NETIFS) + list(IP_NETIFS):
             self.lib.h_clear(idx)
 
     def count_only(self, idx, on, expect_dst=None, expect_len=0):

@@ -444,6 +444,52 @@ def test_stop_restores_lwip_and_start_validates_its_config(h):
 
 
 # ---------------------------------------------------------------------------
+# An IP-only netif (PPP: lwIP calls ip4_input() itself, natlink's IPv4 input hook first)
+
+PPP, PPP_ADDR, PPP_PEER = nh.PPP, *nh.IP_NETIFS[nh.PPP]
+
+
+@pytest.fixture
+def ppp(h):
+    """natlink with the PPP netif as its LAN."""
+    h.stop()
+    h.sync()
+    assert h.start(WAN_ADDR, TCP_RANGES, UDP_RANGES, ICMP_RANGES, lan=PPP, wan=WAN) == 0
+    h.sync()
+    h.clear()
+    yield h
+
+
+def test_a_ppp_lan_claims_bare_ipv4_packets_and_leaves_its_own_to_lwip(ppp):
+    h = ppp
+    out = IP(src=PPP_PEER, dst=SERVER) / UDP(sport=4000, dport=53) / b"query"
+    h.inject_ip(PPP, raw(out))                      # to forward: claimed, no header to strip
+    assert h.recv(LAN) == raw(out)
+    ping = IP(src=PPP_PEER, dst=PPP_ADDR) / ICMP(type=8, id=7, seq=1) / b"hi"
+    h.inject_ip(PPP, raw(ping))                     # lwIP's own: it answers on the PPP link
+    h.sync()
+    reply = IP(h.take(PPP))
+    assert (reply.src, reply.dst, reply[ICMP].type, reply[ICMP].id) == (PPP_ADDR, PPP_PEER, 0, 7)
+    bad = bytearray(raw(out))
+    bad[10] ^= 0xFF                                 # a bad header checksum: lwIP's to drop
+    h.inject_ip(PPP, bad)
+    assert h.recv(LAN) is None
+    c = h.counters(LAN)
+    assert (c["claimed"], c["passed"]) == (1, 2)
+    h.sync()
+    assert h.rx_outstanding() == 0
+
+
+def test_a_ppp_lan_sends_bare_packets_through_its_output(ppp):
+    h = ppp
+    back = IP(src=SERVER, dst=PPP_PEER) / UDP(sport=53, dport=4000) / b"answer"
+    assert h.send(LAN, raw(back)) == 0
+    h.sync()
+    assert h.take(PPP) == raw(back)                 # no Ethernet header, no ARP
+    assert h.counters(LAN)["sent"] == 1 and h.tx_free() == h.tx_slots
+
+
+# ---------------------------------------------------------------------------
 # pbuf accounting under load
 
 def test_both_drivers_at_once_while_the_consumer_forwards_both_ways(h):

@@ -103,20 +103,23 @@ def ap_pool(la, lm):
 # ---- the interfaces
 
 class Ethernet:
-    """The WAN on a LAN8720 PHY over RMII (network.LAN). power: the GPIO that powers
-    the PHY (or enables its oscillator); ref_clk: the 50 MHz RMII clock's GPIO, into
-    the ESP32 (GPIO0) or out of it (ref_clk_out, GPIO16/17)."""
+    """The WAN on an Ethernet PHY over RMII (network.LAN): a LAN8720 on the boards, the
+    DP83848 QEMU emulates. power: the GPIO that powers the PHY (or enables its
+    oscillator); ref_clk: the 50 MHz RMII clock's GPIO, into the ESP32 (GPIO0) or out of
+    it (ref_clk_out, GPIO16/17)."""
     kind = "Ethernet"
 
-    def __init__(self, mdc, mdio, phy_addr, power=None, ref_clk=None, ref_clk_out=False):
+    def __init__(self, mdc, mdio, phy_addr, power=None, ref_clk=None, ref_clk_out=False,
+                 phy="LAN8720"):
         self.pins = {"mdc": mdc, "mdio": mdio, "power": power, "ref_clk": ref_clk}
         self.phy_addr = phy_addr
         self.ref_clk_out = ref_clk_out
+        self.phy = phy
         self.nic = None
 
     def open(self, cfg):
         if self.nic is None:
-            kw = {"phy_addr": self.phy_addr, "phy_type": network.PHY_LAN8720}
+            kw = {"phy_addr": self.phy_addr, "phy_type": getattr(network, "PHY_" + self.phy)}
             for name, gpio in self.pins.items():
                 if gpio is not None:
                     kw[name] = machine.Pin(gpio)
@@ -134,7 +137,7 @@ class Ethernet:
         return self.nic.isconnected()
 
     def describe(self):
-        return "Ethernet (LAN8720, PHY address %d)" % self.phy_addr
+        return "Ethernet (%s, PHY address %d)" % (self.phy, self.phy_addr)
 
 
 class Station:
@@ -166,9 +169,8 @@ class Station:
             self.nic.disconnect()
         self._joined = want
         if not want[0]:
-            say("wifi.sta_ssid is empty: no WAN until it is set (import manage; "
-                "manage.set(\"wifi.sta_ssid\", \"...\"); manage.set(\"wifi.sta_key\", \"...\"); "
-                "manage.save())")
+            say("wifi.sta_ssid is empty: no WAN until it is set (import nr; "
+                "nr.change({\"wifi.sta_ssid\": \"...\", \"wifi.sta_key\": \"...\"}); nr.save())")
             return
         say("joining Wi-Fi network %r" % want[0])
         self.nic.connect(want[0], want[1] or None)
@@ -209,7 +211,7 @@ class AccessPoint:
             self._wifi = wifi
             if w["ap_key"] == config.defaults()["wifi"]["ap_key"]:
                 say("the access point's key is the default one: set wifi.ap_key "
-                    "(import manage; manage.set(\"wifi.ap_key\", \"...\"); manage.save())")
+                    "(import nr; nr.set(\"wifi.ap_key\", \"...\"); nr.save())")
         lan = cfg["lan"]
         addr = (lan["addr"], lan["mask"])
         if addr != self._addr:
@@ -371,7 +373,7 @@ def _supervisor():
 
 def supervise():
     """One look at what must follow the running configuration: settings changed from
-    the REPL (manage.set) reach the access point and the station; a WAN lease that came
+    the REPL (nr.set) reach the access point and the station; a WAN lease that came
     or changed restarts the router with it. Returns what it did, for the tests."""
     from manage.runner import runner
     r = runner.router

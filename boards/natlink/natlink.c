@@ -14,7 +14,9 @@
 #include "lwip/ip4_addr.h"
 #include "lwip/priv/tcpip_priv.h"   /* tcpip_api_call(): what netifapi uses */
 
-/* Frames on an Ethernet netif: [ETH_PAD_SIZE][dst 6][src 6][type 2][IPv4...] */
+/* Frames on an Ethernet netif: [ETH_PAD_SIZE][dst 6][src 6][type 2][IPv4...]. A netif
+ * without Ethernet (PPP: NETIF_FLAG_ETHARP and _ETHERNET clear) hands its input the
+ * bare IPv4 packet: its link header is 0 bytes. */
 #define ETH_OFF  ETH_PAD_SIZE
 #define L2_HLEN  (ETH_PAD_SIZE + 14)
 /* The classifier reads at most this far into a packet: IP header (60) + ICMP header
@@ -172,21 +174,22 @@ static int claims_for_wan(const natlink_t *nl, const uint8_t *ip, int ihl, int t
 }
 
 /* The IPv4 packet's length if natlink claims the frame, else 0. f holds the first hl
- * bytes of a flen-byte frame, hl >= min(flen, HDR_MAX). Anything malformed is left
- * to lwIP, which drops it (or, for its own traffic, judges it) itself. */
-static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen)
+ * bytes of a flen-byte frame whose link header is l2 bytes (L2_HLEN or 0),
+ * hl >= min(flen, HDR_MAX). Anything malformed is left to lwIP, which drops it (or,
+ * for its own traffic, judges it) itself. */
+static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen, int l2)
 {
-    const uint8_t *ip = f + L2_HLEN;
+    const uint8_t *ip = f + l2;
     int ihl, tot;
 
-    if (hl < L2_HLEN + 20 || f[ETH_OFF + 12] != 0x08 || f[ETH_OFF + 13] != 0x00) {
+    if (hl < l2 + 20 || (l2 && (f[ETH_OFF + 12] != 0x08 || f[ETH_OFF + 13] != 0x00))) {
         return 0;                   /* short, or not IPv4: ARP, IPv6, 802.1Q tags... */
     }
     ihl = (ip[0] & 15) * 4;
     tot = (int)be16(ip + 2);
     /* RFC 1812 5.2.2: a router checks version, header length, total length, checksum.
-     * tot <= flen - L2_HLEN; the frame may be longer (Ethernet pads to 60 bytes). */
-    if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || tot > flen - L2_HLEN || !hdr_checksum_ok(ip, ihl)) {
+     * tot <= flen - l2; the frame may be longer (Ethernet pads to 60 bytes). */
+    if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || tot > flen - l2 || !hdr_checksum_ok(ip, ihl)) {
         return 0;
     }
     if (nl->wan != 0 && addr_at(ip + 16) == nl->wan) {
@@ -197,7 +200,7 @@ static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen)
     if (kept_by_lwip(ip + 16)) {
         return 0;
     }
-    if (f[ETH_OFF] & 1) {
+    if (l2 && (f[ETH_OFF] & 1)) {
         return 0;                   /* link-layer broadcast/multicast: RFC 1812 5.3.4 */
     }
     /* lwIP accepts UDP to the DHCP client port whatever the destination: a DHCP reply
@@ -226,6 +229,7 @@ static struct hook {
     struct netif *netif;
     natlink_t *nl;
     int link;
+    int l2;                         /* its frames' link header: L2_HLEN, or 0 (PPP) */
     netif_input_fn orig;
 } hooks[MAX_HOOKS];
 
@@ -241,7 +245,7 @@ static struct hook *hook_find(const struct netif *n)
     return NULL;
 }
 
-static void rx_push(natlink_t *nl, int link, struct pbuf *p, int len)
+static void rx_push(natlink_t *nl, int link, struct pbuf *p, int len, int l2)
 {
     natlink_rx_ring_t *r = &nl->rx[link];
     int wake = 0;
@@ -252,7 +256,7 @@ static void rx_push(natlink_t *nl, int link, struct pbuf *p, int len)
         nl->cnt[link].rx_drops++;   /* never block lwIP's driver: drop the newest */
     } else {
         natlink_rx_slot_t *s = &r->slot[r->head % NATLINK_RX_SLOTS];
-        s->len = (uint16_t)pbuf_copy_partial(p, s->data, (u16_t)len, L2_HLEN);
+        s->len = (uint16_t)pbuf_copy_partial(p, s->data, (u16_t)len, (u16_t)l2);
         wake = r->head == r->tail;
         r->head++;
     }
@@ -283,14 +287,45 @@ static err_t natlink_input(struct pbuf *p, struct netif *inp)
             hl = pbuf_copy_partial(p, tmp, (u16_t)hl, 0);
             f = tmp;
         }
-        len = classify(nl, f, hl, flen);
+        len = classify(nl, f, hl, flen, h->l2);
         if (len > 0) {
-            rx_push(nl, h->link, p, len);
+            rx_push(nl, h->link, p, len, h->l2);
             return ERR_OK;
         }
         nl->cnt[h->link].passed++;  /* only this netif's driver thread writes it */
     }
     return h->orig(p, inp);         /* lwIP owns p now (or the driver, on error) */
+}
+
+/* A netif whose frames are bare IPv4 packets, such as PPP's, hands them to ip4_input()
+ * itself, in lwIP's thread, never through netif->input: lwIP's IPv4 input hook
+ * (LWIP_HOOK_IP4_INPUT, esp32/natlink_lwip_hook.h) calls this first. 1: claimed (p is
+ * freed), 0: lwIP goes on with p. Ethernet netifs are left to their wrapped input. */
+int natlink_ip4_input(struct pbuf *p, struct netif *inp)
+{
+    struct hook *h = hook_find(inp);
+    natlink_t *nl;
+    uint8_t tmp[IP_READ_MAX];
+    const uint8_t *f;
+    int hl, len;
+
+    if (h == NULL || h->l2 != 0 || !h->nl->running) {
+        return 0;
+    }
+    nl = h->nl;
+    f = (const uint8_t *)p->payload;
+    hl = p->tot_len < IP_READ_MAX ? p->tot_len : IP_READ_MAX;
+    if (p->len < hl) {
+        hl = pbuf_copy_partial(p, tmp, (u16_t)hl, 0);
+        f = tmp;
+    }
+    len = classify(nl, f, hl, p->tot_len, 0);
+    if (len > 0) {
+        rx_push(nl, h->link, p, len, 0);
+        return 1;
+    }
+    nl->cnt[h->link].passed++;
+    return 0;
 }
 
 /* ---- output ----
@@ -432,9 +467,8 @@ static int valid_ranges(const natlink_ranges_t *rs)
 static int valid_config(const natlink_config_t *cfg)
 {
     for (int i = 0; i < NATLINK_LINKS; i++) {
-        struct netif *n = cfg->netif[i];
-        if (n == NULL || !(n->flags & (NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET))) {
-            return 0;               /* the wrapper parses Ethernet frames */
+        if (cfg->netif[i] == NULL) {
+            return 0;
         }
     }
     return cfg->netif[NATLINK_LAN] != cfg->netif[NATLINK_WAN]
@@ -491,13 +525,16 @@ static err_t do_install(struct tcpip_api_call_data *d)
         struct netif *n = nl->cfg.netif[i];
         h[i]->nl = nl;
         h[i]->link = i;
+        h[i]->l2 = n->flags & (NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET) ? L2_HLEN : 0;
         h[i]->orig = n->input;
     }
     nl->running = 1;
     /* The entries must be visible to a driver on another core before the pointer. */
     __sync_synchronize();
     for (int i = 0; i < NATLINK_LINKS; i++) {
-        nl->cfg.netif[i]->input = natlink_input;
+        if (h[i]->l2) {             /* the rest come through natlink_ip4_input() */
+            nl->cfg.netif[i]->input = natlink_input;
+        }
     }
     return ERR_OK;
 }

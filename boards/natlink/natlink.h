@@ -126,9 +126,14 @@ struct natlink {
 int natlink_init(natlink_t *nl, const natlink_port_t *port);
 
 /* From an application thread (not lwIP's): apply cfg, empty the RX rings, zero the
- * counters, wrap both netifs' input. 0, or -1 (bad config, already running, netif not
- * Ethernet, out of memory for the one callback message). */
+ * counters, wrap both netifs' input (Ethernet netifs, or netifs whose input gets bare
+ * IPv4 packets, such as PPP's). 0, or -1 (bad config, already running, out of memory
+ * for the one callback message). */
 int natlink_start(natlink_t *nl, const natlink_config_t *cfg);
+
+/* lwIP's thread, from its IPv4 input hook: a bare IPv4 packet that arrived on an
+ * IP-only netif (PPP). 1: claimed, p freed; 0: lwIP goes on with it. */
+int natlink_ip4_input(struct pbuf *p, struct netif *inp);
 
 /* From an application thread: restore the netifs' input; queued TX packets are dropped. */
 int natlink_stop(natlink_t *nl);

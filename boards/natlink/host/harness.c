@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ip4.h"
 #include "lwip/ethip6.h"
 #include "lwip/tcpip.h"
 #include "netif/ethernet.h"
@@ -28,7 +29,7 @@
 #include "natlink.h"
 #include "natlink_port_posix.h"
 
-#define H_NETIFS 3
+#define H_NETIFS 4
 #define CAP_FRAMES 128
 #define FRAME_MAX 1600
 
@@ -56,17 +57,13 @@ static atomic_long rx_allocs, rx_frees;
 
 /* ---- netifs ---- */
 
-static err_t h_linkoutput(struct netif *netif, struct pbuf *p)
+static void h_capture(struct hnetif *h, struct pbuf *p, const uint8_t *eth, int is_ip)
 {
-    struct hnetif *h = (struct hnetif *)netif->state;
-    uint8_t eth[14];
-    int is_ip = pbuf_copy_partial(p, eth, 14, 0) == 14 && eth[12] == 0x08 && eth[13] == 0x00;
-
     pthread_mutex_lock(&h->mu);
     h->frames_out++;
     h->ipv4_out += is_ip;
     if (h->count_only) {
-        if (is_ip && h->expect_len && (memcmp(eth, h->expect_dst, 6) || p->tot_len != h->expect_len)) {
+        if (is_ip && eth && h->expect_len && (memcmp(eth, h->expect_dst, 6) || p->tot_len != h->expect_len)) {
             h->mismatches++;
         }
     } else if (h->head - h->tail < CAP_FRAMES && p->tot_len <= FRAME_MAX) {
@@ -76,6 +73,35 @@ static err_t h_linkoutput(struct netif *netif, struct pbuf *p)
         h->cap_drops++;
     }
     pthread_mutex_unlock(&h->mu);
+}
+
+static err_t h_linkoutput(struct netif *netif, struct pbuf *p)
+{
+    uint8_t eth[14];
+    int is_ip = pbuf_copy_partial(p, eth, 14, 0) == 14 && eth[12] == 0x08 && eth[13] == 0x00;
+
+    h_capture((struct hnetif *)netif->state, p, eth, is_ip);
+    return ERR_OK;
+}
+
+/* A point-to-point IP netif, as PPP's: no link header, no ARP; output gets the bare
+ * IPv4 packet (captured whole, as frames are). */
+static err_t h_output_ip(struct netif *netif, struct pbuf *p, const ip4_addr_t *hop)
+{
+    (void)hop;
+    h_capture((struct hnetif *)netif->state, p, NULL, 1);
+    return ERR_OK;
+}
+
+static err_t h_netif_init_ip(struct netif *n)
+{
+    struct hnetif *h = (struct hnetif *)n->state;
+
+    n->name[0] = 'p';
+    n->name[1] = (char)('0' + (h - hn));
+    n->output = h_output_ip;
+    n->mtu = 1500;
+    n->flags = 0;                   /* neither ETHARP nor ETHERNET */
     return ERR_OK;
 }
 
@@ -157,6 +183,49 @@ int h_netif_add(int idx, const uint8_t *mac, const uint8_t *ip, const uint8_t *m
     netif_set_link_up(&h->netif);
     UNLOCK_TCPIP_CORE();
     h->added = 1;
+    return 0;
+}
+
+static struct pbuf *hrx_alloc(const uint8_t *d, int n);
+
+/* An IP-only point-to-point netif at idx (PPP's kind): address ip, the peer at peer. */
+int h_netif_add_ip(int idx, const uint8_t *ip, const uint8_t *peer)
+{
+    struct hnetif *h;
+    ip4_addr_t a, m, g;
+
+    if (idx < 0 || idx >= H_NETIFS || hn[idx].added) {
+        return -1;
+    }
+    h = &hn[idx];
+    memcpy(&a.addr, ip, 4);
+    ip4_addr_set_u32(&m, 0xffffffffUL);
+    memcpy(&g.addr, peer, 4);
+    LOCK_TCPIP_CORE();
+    netif_add(&h->netif, &a, &m, &g, h, h_netif_init_ip, ip4_input);
+    netif_set_up(&h->netif);
+    netif_set_link_up(&h->netif);
+    UNLOCK_TCPIP_CORE();
+    h->added = 1;
+    return 0;
+}
+
+/* A bare IPv4 packet into the IP netif idx, as PPP delivers one: in lwIP's thread (here
+ * under its core lock), ip4_input() with the IPv4 input hook first, which on the
+ * ESP32 is natlink_ip4_input() (Debian's prebuilt lwIP has no hook: called here). */
+int h_inject_ip(int idx, const uint8_t *pkt, int len)
+{
+    struct netif *n = &hn[idx].netif;
+    struct pbuf *p;
+
+    if (len <= 0 || len > 0xffff || (p = hrx_alloc(pkt, len)) == NULL) {
+        return -100;
+    }
+    LOCK_TCPIP_CORE();
+    if (!natlink_ip4_input(p, n)) {
+        ip4_input(p, n);            /* lwIP owns p now */
+    }
+    UNLOCK_TCPIP_CORE();
     return 0;
 }
 
