@@ -1,7 +1,7 @@
 # natrouter host tasks. `make test` is what CI runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn
+APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn dnsmasq-base
 
 .PHONY: setup test lint layout natlink lwip-host demo bench bench-net clean
 

@@ -8,7 +8,7 @@ HELP = """natrouter at the REPL
   nr.flows(proto=None, host=None, limit=20)   e.g. nr.flows("tcp", "192.168.4.2")
   nr.forwards()                          the port forwards
   nr.config()                            the configuration (being edited)
-  nr.leases()                            DHCP leases on the LAN
+  nr.leases()                            DHCP on the LAN: offered, bound, declined
 changes (validated first: a bad value changes nothing and says why)
   nr.set("ports.first", 20000)           a dotted key and its value
   nr.change({"lan.addr": "10.0.0.1", "dhcp.first": "10.0.0.100", "dhcp.last": "10.0.0.199"})
@@ -18,6 +18,7 @@ changes (validated first: a bad value changes nothing and says why)
   nr.apply()                             restart forwarding with changed addresses,
                                          MTU or table sizes (they wait for it)
   nr.save()                              keep the configuration across reboots
+  nr.reset()                             back to the defaults (the old file kept beside)
 data for scripts: from manage import api  (the same, returning dicts and lists)"""
 
 
@@ -44,7 +45,8 @@ def status():
         print("  " + ", ".join(other))
     if "dhcp" in s:
         d = s["dhcp"]
-        print("  dhcp: %d leases, %d acks, %d offers" % (d["leases"], d["acks"], d["offers"]))
+        print("  dhcp: %d bound, %d offered, %d declined (table %d); %d acks, %d offers" % (
+            d["bound"], d["offered"], d["declined"], d["table"], d["acks"], d["offers"]))
     if s["pending"]:
         print("  changed, waiting for nr.apply(): " + ", ".join(s["pending"]))
     if s["last_error"]:
@@ -80,9 +82,16 @@ def leases():
     rows = api.leases()
     if not rows:
         print("no leases")
+        return
+    counts = {}
     for r in rows:
-        print("%s %-15s %s%s" % (r["mac"], r["addr"], r["state"],
-                                 "" if r["static"] else " %s left" % _duration(r["remaining"])))
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print(", ".join("%d %s" % (n, state) for state, n in sorted(counts.items())))
+    for r in rows:
+        left = "" if r["static"] and r["state"] == "reserved" else " %s left" % _duration(
+            r["remaining"])
+        print("%-17s %-15s %s%s%s" % (r["mac"], r["addr"], r["state"], left,
+                                      " (static)" if r["static"] else ""))
 
 
 def set(key, value):
@@ -113,6 +122,12 @@ def apply():
 def save():
     r = api.save()
     print("saved to %s%s" % (r["saved"], " (not yet in force: nr.apply())" if r["pending"] else ""))
+
+
+def reset():
+    r = api.reset()
+    print("%s holds the defaults%s; restarted with them" % (
+        r["saved"], " (the old configuration kept as %s)" % r["kept"] if r["kept"] else ""))
 
 
 def _said(result):

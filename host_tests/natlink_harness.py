@@ -75,7 +75,11 @@ class Harness:
             "h_arp_flush": ([ctypes.c_int], None),
             "h_set_mtu": ([ctypes.c_int, ctypes.c_int], None),
             "h_start": ([ctypes.c_int, ctypes.c_int, c_u8p, c_u16p, ctypes.c_int, c_u16p,
-                         ctypes.c_int, c_u16p, ctypes.c_int], ctypes.c_int),
+                         ctypes.c_int, c_u16p, ctypes.c_int, ctypes.c_int], ctypes.c_int),
+            "h_set_claims": ([c_u16p, ctypes.c_int, c_u16p, ctypes.c_int, c_u16p, ctypes.c_int,
+                              ctypes.c_int], ctypes.c_int),
+            "h_rehook": ([], ctypes.c_int),
+            "h_netif_readd": ([ctypes.c_int], ctypes.c_int),
             "h_stop": ([], ctypes.c_int),
             "h_running": ([], ctypes.c_int),
             "h_set_wan": ([c_u8p], None),
@@ -107,12 +111,29 @@ class Harness:
         self._buf = ctypes.create_string_buffer(2048)
 
     # natlink
-    def start(self, wan_addr, tcp=(), udp=(), icmp=(), lan=LAN, wan=WAN):
+    @staticmethod
+    def _claims(tcp, udp, icmp, lan_dhcp):
         def pairs(ranges):
             flat = [v for r in ranges for v in r] or [0]
             return (ctypes.c_uint16 * len(flat))(*flat), len(ranges)
         t, u, i = pairs(tcp), pairs(udp), pairs(icmp)
-        return self.lib.h_start(lan, wan, _ip(wan_addr), t[0], t[1], u[0], u[1], i[0], i[1])
+        return (t[0], t[1], u[0], u[1], i[0], i[1], int(lan_dhcp))
+
+    def start(self, wan_addr, tcp=(), udp=(), icmp=(), lan=LAN, wan=WAN, lan_dhcp=False):
+        return self.lib.h_start(lan, wan, _ip(wan_addr), *self._claims(tcp, udp, icmp, lan_dhcp))
+
+    def set_claims(self, tcp=(), udp=(), icmp=(), lan_dhcp=False):
+        """natlink_set_claims() while it runs: 0, or -1 (bad ranges)."""
+        return self.lib.h_set_claims(*self._claims(tcp, udp, icmp, lan_dhcp))
+
+    def rehook(self):
+        """natlink_rehook(): netifs wrapped again, or -1 when not running."""
+        return self.lib.h_rehook()
+
+    def readd(self, idx):
+        """The netif removed and added back with lwIP's own input, as ESP-IDF does when
+        an access point restarts."""
+        assert self.lib.h_netif_readd(idx) == 0
 
     def stop(self):
         return self.lib.h_stop()

@@ -196,13 +196,16 @@ def test_init_reboot():
 
 
 def test_selecting_another_server_frees_our_offer():
-    srv, _ = make({"last": "192.168.4.100"})
-    exchange(srv, request("discover"))
-    assert exchange(srv, request("discover", MAC2)) is None  # held for MAC1
+    srv, clock = make({"last": "192.168.4.101"})
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.100"
+    clock.t += 1
+    assert exchange(srv, request("discover")).yiaddr == "192.168.4.101"
     assert exchange(srv, request("request", server_id="192.168.4.254",
                                  requested_addr="192.0.2.9")) is None
-    assert srv.counters()["ignored"] == 1
-    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.100"
+    assert srv.counters()["dropped_other_server"] == 1
+    # MAC1's offer ended: its address goes before MAC2's older offer, still held.
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.101"
+    assert srv.counters()["taken_free"] == 1 and srv.counters()["taken_offers"] == 0
 
 
 def test_selecting_an_expired_offer_still_binds_if_free():
@@ -215,17 +218,21 @@ def test_selecting_an_expired_offer_still_binds_if_free():
 
 def test_release_then_discover():
     store = dhcp_cases.MemStore()
-    srv, _ = make(store=store)
+    srv, clock = make(store=store)
     addr = dora(srv)
     assert exchange(srv, request("release", ciaddr=addr, server_id=LAN)) is None
-    assert srv.leases() == [] and store.data["leases"] == [] and store.saves == 2
-    assert srv.counters()["releases"] == 1
+    assert srv.leases() == [] and srv.counters()["releases"] == 1
+    assert store.saves == 1 and store.data["leases"] != []  # written with the next batch
+    clock.t += dhcp.SAVE_S
+    srv.tick()
+    assert store.data["leases"] == [] and store.saves == 2
     assert dora(srv, MAC2) == "192.168.4.101"  # the released one stays MAC1's if possible
     assert exchange(srv, request("discover")).yiaddr == addr
     # A release of an address the client does not hold, or to another server: ignored.
     exchange(srv, request("release", MAC2, ciaddr=addr))
     exchange(srv, request("release", MAC2, ciaddr="192.168.4.101", server_id="10.0.0.1"))
-    assert srv.counters()["releases"] == 1 and srv.counters()["ignored"] == 2
+    c = srv.counters()
+    assert (c["releases"], c["ignored"], c["dropped_other_server"]) == (1, 1, 1)
     assert [x["addr"] for x in srv.leases() if x["state"] == "bound"] == ["192.168.4.101"]
 
 
@@ -234,14 +241,19 @@ def test_decline_sets_the_address_aside():
     srv, clock = make({"last": "192.168.4.101"}, store=store)
     addr = dora(srv)
     assert exchange(srv, request("decline", requested_addr=addr, server_id=LAN)) is None
-    assert srv.counters()["declines"] == 1 and store.saves == 2
-    assert [x["state"] for x in srv.leases()] == ["declined"]
+    assert srv.counters()["declines"] == 1 and store.saves == 1
+    assert [(x["state"], x["mac"]) for x in srv.leases()] == [("declined", "02:00:00:00:00:01")]
+    clock.t += dhcp.SAVE_S
+    srv.tick()
+    assert store.saves == 2 and store.data["leases"] == []  # the binding ended
     assert exchange(srv, request("discover")).yiaddr == "192.168.4.101"
-    assert exchange(srv, request("discover", MAC2)) is None  # .100 declined, .101 offered
+    # .100 declined: MAC1's offer is the only address left, and MAC2 takes it.
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.101"
     assert mtype(exchange(srv, request("request", MAC2, server_id=LAN,
                                        requested_addr=addr))) == 6
     clock.t += dhcp.DECLINE_S + 1
-    assert exchange(srv, request("discover", MAC2)).yiaddr == addr
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.101"  # its own
+    assert exchange(srv, request("discover", MAC3)).yiaddr == addr
     # Without the address (RFC 2131 4.4.1 requires it): malformed.
     before = srv.counters()["dropped_malformed"]
     exchange(srv, request("decline", MAC2))
@@ -343,10 +355,9 @@ def test_table_capacity_exhaustion():
     dora(srv, MAC2)
     assert exchange(srv, request("discover", MAC3)) is None
     assert mtype(exchange(srv, request("request", MAC3, ciaddr="192.168.4.150"))) == 6
-    # A release frees an entry; the newcomer takes it, and with it MAC1's address,
-    # which the entry no longer remembers.
+    # A release frees an entry; the newcomer takes it (and MAC1 is forgotten).
     exchange(srv, request("release", MAC1, ciaddr="192.168.4.100"))
-    assert dora(srv, MAC3) == "192.168.4.100"
+    assert dora(srv, MAC3) == "192.168.4.102"
     assert exchange(srv, request("discover", MAC1)) is None
 
 
@@ -358,9 +369,11 @@ def test_full_table_reuses_the_entry_free_longest():
     clock.t += 290
     exchange(srv, request("request", ciaddr="192.168.4.100"))  # MAC1: until 1900
     clock.t += 601  # both ended, MAC2's first: its entry, and so its memory, goes
-    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.101"
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.102"
     assert exchange(srv, request("discover", MAC1)).yiaddr == "192.168.4.100"
-    assert exchange(srv, request("discover", MAC2)) is None  # no entry left
+    # No entry is left but offers: the oldest (MAC3's) gives way, with its entry.
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.101"
+    assert srv.counters()["taken_offers"] == 1
 
 
 def test_remembered_address_taken_by_another_is_not_reused():
@@ -397,33 +410,81 @@ def test_client_keys():
         assert client_key(MAC1, other) != long_key, other
 
 
-def test_offer_timeout():
-    srv, clock = make({"last": "192.168.4.100"})
+def test_offers_cost_nothing_to_hold():
+    # RFC 2131 3.1: an offered address need not be reserved. Another client that needs
+    # one takes the oldest offer when nothing cheaper is left; the first to REQUEST wins.
+    srv, clock = make({"last": "192.168.4.101"})
     assert exchange(srv, request("discover")).yiaddr == "192.168.4.100"
-    clock.t += dhcp.OFFER_S - 1
-    assert exchange(srv, request("discover", MAC2)) is None
-    clock.t += 1  # the offer ends at exactly OFFER_S
-    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.100"
-    assert mtype(exchange(srv, request("request", server_id=LAN,
+    clock.t += 1
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.101"
+    clock.t += 1
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.100"
+    assert srv.counters()["taken_offers"] == 1 and srv.counters()["no_address"] == 0
+    ack = exchange(srv, request("request", server_id=LAN, requested_addr="192.168.4.100"))
+    assert mtype(ack) == 5  # MAC1 asked first: MAC3's offer gives way
+    assert mtype(exchange(srv, request("request", MAC3, server_id=LAN,
                                        requested_addr="192.168.4.100"))) == 6
+    # A binding is not an offer: MAC3 takes MAC2's offer.
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.101"
+    assert [(x["addr"], x["state"]) for x in srv.leases()] == [
+        ("192.168.4.100", "bound"), ("192.168.4.101", "offered")]
 
 
-def test_lease_expiry_and_reuse_oldest_first():
-    srv, clock = make({"last": "192.168.4.101", "lease_s": 600})
+def test_an_offer_is_held_a_while_unless_needed():
+    srv, clock = make({"last": "192.168.4.102"})
+    mac4, mac5 = b"\x02\x00\x00\x00\x00\x04", b"\x02\x00\x00\x00\x00\x05"
+    dora(srv, MAC3)
+    assert exchange(srv, request("discover")).yiaddr == "192.168.4.101"
+    clock.t += 2
+    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.102"
+    clock.t += dhcp.OFFER_S - 2  # MAC1's offer has ended, MAC2's is held
+    srv.tick()
+    assert [(x["addr"], x["state"], x["remaining"]) for x in srv.leases()] == [
+        ("192.168.4.100", "bound", 3600 - dhcp.OFFER_S), ("192.168.4.102", "offered", 2)]
+    # The ended offer (remembered for MAC1) goes before the one still held.
+    assert exchange(srv, request("discover", mac4)).yiaddr == "192.168.4.101"
+    assert exchange(srv, request("discover", mac5)).yiaddr == "192.168.4.102"
+    c = srv.counters()
+    assert (c["taken_free"], c["taken_offers"], c["no_address"]) == (1, 1, 0)
+    # The client whose offer ran out may still take it if nobody else holds it.
+    clock.t += dhcp.OFFER_S
+    ack = exchange(srv, request("request", mac4, server_id=LAN, requested_addr="192.168.4.101"))
+    assert mtype(ack) == 5
+
+
+def test_stale_bindings_go_to_new_clients_longest_idle_first():
+    # A pool full of bindings: a new client gets the one whose client has not been heard
+    # from for 5/8 of the lease (a live client renews at half of it), longest idle
+    # first. Until one is stale: no answer to a DISCOVER, a NAK to a REQUEST.
+    srv, clock = make({"last": "192.168.4.101", "lease_s": 600})  # stale after 375 s
     assert dora(srv, MAC1) == "192.168.4.100"       # t=1000, until 1600
     clock.t += 10
     assert dora(srv, MAC2) == "192.168.4.101"       # until 1610
     clock.t += 290
     exchange(srv, request("request", ciaddr="192.168.4.100"))  # MAC1 renews: until 1900
-    clock.t += 305
-    assert exchange(srv, request("discover", MAC3)) is None   # t=1605: both held
-    clock.t += 296  # t=1901: both ended; MAC2's first, so its address goes first
+    clock.t += 74                                   # MAC2 idle 364 s
+    assert exchange(srv, request("discover", MAC3)) is None
+    assert mtype(exchange(srv, request("request", MAC3, server_id=LAN,
+                                       requested_addr="192.168.4.101"))) == 6
+    assert srv.counters()["no_address"] == 1
+    clock.t += 11                                   # t=1385: MAC2 idle 375 s
     assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.101"
+    assert srv.counters()["taken_stale"] == 1
+    # MAC2 renews before MAC3 requests: it was alive after all, and keeps its address.
+    assert mtype(exchange(srv, request("request", MAC2, ciaddr="192.168.4.101"))) == 5
+    assert mtype(exchange(srv, request("request", MAC3, server_id=LAN,
+                                       requested_addr="192.168.4.101"))) == 6
+    clock.t += 516  # t=1901: MAC1's lease ended; MAC2's runs, idle 516 s
+    srv.tick()
     assert [x["addr"] for x in srv.leases()] == ["192.168.4.101"]
-    # MAC2 was forgotten; every address is remembered or held: the one remembered
-    # longest (MAC1's, whose lease ended too) goes. Then the pool is full.
-    assert exchange(srv, request("discover", MAC2)).yiaddr == "192.168.4.100"
-    assert exchange(srv, request("discover", MAC1)) is None
+    # An ended lease goes before a stale one, and an offer before a stale binding.
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.100"
+    assert exchange(srv, request("discover", MAC1)).yiaddr == "192.168.4.100"
+    assert exchange(srv, request("discover", MAC3)).yiaddr == "192.168.4.100"
+    c = srv.counters()  # offers taken: by MAC2's REQUEST, by MAC1, by MAC3
+    assert (c["taken_free"], c["taken_offers"], c["taken_stale"]) == (1, 3, 1)
+    assert [(x["addr"], x["state"]) for x in srv.leases()] == [
+        ("192.168.4.100", "offered"), ("192.168.4.101", "bound")]
 
 
 def test_leases_survive_a_restart(tmp_path):
@@ -760,7 +821,7 @@ def validate(raw):
 
 def test_validate_defaults():
     want = {"enabled": True, "first": "192.168.4.100", "last": "192.168.4.199",
-            "lease_s": 3600, "capacity": 32, "static": []}
+            "lease_s": 3600, "capacity": 0, "static": []}
     assert validate(None) == (want, [])
     assert validate({}) == (want, [])
     cfg, problems = validate([1])
@@ -804,8 +865,10 @@ def test_validate_good_values_kept():
     ("lease_s", 604801, "dhcp.lease_s: 604801 must be an integer"),
     ("lease_s", 3600.0, "dhcp.lease_s: 3600.0 must be an integer"),
     ("lease_s", True, "dhcp.lease_s: True must be an integer"),
-    ("capacity", 0, "dhcp.capacity: 0 must be an integer 1..254; using 32"),
-    ("capacity", 255, "dhcp.capacity: 255 must be an integer 1..254; using 32"),
+    ("capacity", -1, "dhcp.capacity: -1 must be an integer 0..254 (0: the pool's size); "
+                     "using 0"),
+    ("capacity", 255, "dhcp.capacity: 255 must be an integer 0..254 (0: the pool's size); "
+                      "using 0"),
     ("capacity", "32", "dhcp.capacity: '32' must be an integer"),
     ("first", "192.168.5.10", "dhcp.first: '192.168.5.10' is not on the LAN "
                               "192.168.4.1/255.255.255.0; using 192.168.4.100"),

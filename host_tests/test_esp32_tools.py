@@ -107,7 +107,7 @@ def test_unknown_board_and_not_a_checkout(tmp_path):
     _plan, problems = build.check("vboard", {"MICROPY_DIR": str(tmp_path)},
                                  which=lambda p: "/bin/" + p)
     assert problems[0].startswith("vboard: not an ESP32 board of this repository")
-    assert "ESP32_GENERIC, OLIMEX_ESP32_POE, WT32_ETH01" in problems[0]
+    assert "ESP32_GENERIC, ESP32_QEMU, OLIMEX_ESP32_POE, WT32_ETH01" in problems[0]
     assert problems[1] == "MICROPY_DIR=%s is not a MicroPython checkout (no ports/esp32/Makefile)" \
         % tmp_path
 

@@ -45,7 +45,11 @@ def test_claims_cover_low_ports_the_nat_range_and_forwards_but_not_udp_68():
     assert problems == []
     assert lwiprules.claims(cfg) == {"tcp": [(0, 1023), (8080, 8080), (20000, 29999)],
                                      "udp": [(0, 67), (69, 1023), (5353, 5353), (20000, 29999)],
-                                     "icmp": [(0, 0xFFFF)]}
+                                     "icmp": [(0, 0xFFFF)], "dhcp": True}
+    # the same as the host program's control request (board.py sends it)
+    assert lwiprules.claims_request(cfg) == ("claims tcp=0-1023,8080-8080,20000-29999 "
+                                             "udp=0-67,69-1023,5353-5353,20000-29999 "
+                                             "icmp=0-65535 dhcp=1")
     cfg, _ = _cfg(ports={"first": 1024, "last": 0xBFFF}, forwards=[_fwd("tcp", 8080)])
     assert lwiprules.claims(cfg)["tcp"] == [(0, 0xBFFF)]  # adjacent ranges joined
 
@@ -80,13 +84,16 @@ def test_hostargs_reads_natrouter_json_as_the_firmware_does(tmp_path):
     # the board's default NAT range stops below lwIP's ports
     assert opt["--tcp"] == "0-49151" and opt["--udp"] == "0-67,69-49151"
     assert opt["--icmp"] == "0-65535" and opt["--dir"] == "/x"
+    assert args[-1] == "--dhcp"   # the firmware serves DHCP: natlink claims the requests
 
 
 # ---- the links on the unix port, against a stand-in for the host program ----------
 
 LINKS_SCRIPT = """
 import micropython, board
-lan, wan = board.open_links({"mtu": 1500, "lan": {}, "wan": {"mtu": 1400}})
+from manage import config
+cfg = config.validate(dict(config.defaults(), wan=dict(config.defaults()["wan"], mtu=1400)))[0]
+lan, wan = board.open_links(cfg)
 buf = board.packet_buffer()
 print("mtu", lan.mtu, wan.mtu, len(buf))
 def pump():
@@ -182,3 +189,62 @@ def test_host_program_starts_and_stops_cleanly_on_sigterm():
         assert "tlan" not in links and "twan" not in links  # the veths are plain again
         qdiscs = topo.run(topo.rtr, "tc", "qdisc", "show").stdout
         assert "ingress" not in qdiscs, qdiscs
+
+
+# ---- the firmware's own DHCP and claims that follow it, end to end ------------------
+
+@pytest.fixture(scope="module")
+def ltopo():
+    """The lwIP host board with a NAT range that leaves room for forwards outside it."""
+    import topology as tp
+    from netns import topology
+    with topology("l", start=False, board="lwip_host") as topo:
+        topo.install_flash(dict(tp.LWIP_CONFIG, ports={"first": 20000, "last": 29999}))
+        topo.start_board()
+        yield topo
+
+
+def test_a_lan_client_gets_its_lease_from_the_firmware_through_natlink_and_lwip(ltopo):
+    from test_vboard_manage import lease_of, readdress_lan2, udhcpc
+    from topology import LAN_GW, SRV
+    before = ltopo.lwip_host_state()["lan"]["claimed"]
+    ltopo.run(ltopo.lan2, "ip", "addr", "flush", "dev", "eth0")
+    try:
+        lease = lease_of(udhcpc(ltopo, ltopo.lan2)) or {}
+        want = {"mask": "24", "router": LAN_GW, "dns": "9.9.9.9", "serverid": LAN_GW}
+        assert {k: lease.get(k) for k in want} == want, lease
+        ip = lease["ip"]
+        assert ip.startswith("192.168.4.") and 100 <= int(ip.split(".")[3]) <= 199
+        assert ltopo.ping(ltopo.lan2, SRV)   # configured by the lease alone, through the NAT
+        board = ltopo.eval_on_board("from manage import api; print(repr((api.status()['dhcp'], "
+                                    "[x['addr'] for x in api.leases() if x['state'] == 'bound'])))")
+        assert board[0]["offers"] >= 1 and board[0]["acks"] >= 1 and board[1] == [ip]
+        # the DISCOVER and REQUEST broadcasts: claimed by natlink, not answered by lwIP
+        assert ltopo.lwip_host_state()["lan"]["claimed"] - before >= 2
+    finally:
+        readdress_lan2(ltopo)
+
+
+def test_a_port_forward_added_at_the_repl_is_claimed_without_a_restart(ltopo):
+    from netns import background
+    from topology import LAN1, SRV, WAN
+    port = 9090   # outside the NAT range and the forwards: lwIP's until forwarded
+    with background(ltopo.serve(ltopo.lan1, "tcp", 81, "lan1")):
+        assert ltopo.talk(ltopo.srv, "tcp", WAN, port, ["x"], timeout=1) == ["REFUSED"]  # lwIP's RST
+        pid = ltopo.board_proc.pid
+        out = ltopo.exec_on_board("import nr; nr.forward('tcp', %d, '%s', 81)" % (port, LAN1))
+        assert "in force: forwards" in out, out
+        reply = ltopo.talk(ltopo.srv, "tcp", WAN, port, ["hello"])
+        assert reply[0].startswith("lan1 hello from %s:" % SRV), reply
+        out = ltopo.exec_on_board("import nr; nr.unforward('tcp', %d)" % port)
+        assert "in force: forwards" in out, out
+        assert ltopo.talk(ltopo.srv, "tcp", WAN, port, ["x"], timeout=1) == ["REFUSED"]
+        assert ltopo.board_proc.pid == pid   # no restart: the same firmware process
+    log = (ltopo.workdir / "lwip_host.log").read_text()
+    assert "natlink claims tcp=0-1023,8080-8080,9090-9090,20000-29999" in log, log[-2000:]
+
+
+def test_the_lwip_host_board_logged_no_exception(ltopo):
+    assert "Traceback" not in ltopo.console.text()
+    status = ltopo.eval_on_board("from manage import api; print(repr(api.status()))")
+    assert status["counters"]["errors"] == 0 and status["last_error"] is None

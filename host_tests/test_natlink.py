@@ -237,6 +237,116 @@ def test_wan_address_change_moves_rules_2_and_3(h):
 
 
 # ---------------------------------------------------------------------------
+# The router's own DHCP server on the LAN (lan_dhcp): its requests are claimed there
+
+def dhcp(dst, src="0.0.0.0", **ip):
+    return IP(src=src, dst=dst, **ip) / UDP(sport=68, dport=67) / (b"\x01" + bytes(239))
+
+
+DHCP_CASES = [
+    ("discover_broadcast", LAN, from_lan(dhcp("255.255.255.255"), dst=BCAST), True),
+    ("renewal_to_lan_addr", LAN, from_lan(dhcp(LAN_ADDR, src=HOST)), True),
+    ("relayed_to_remote_server", LAN, from_lan(dhcp(SERVER, src=HOST)), True),   # rule 1
+    ("to_lan_directed_broadcast", LAN, from_lan(dhcp("192.168.4.255"), dst=BCAST), False),
+    ("to_unwrapped_netif_addr", LAN, from_lan(dhcp("10.0.0.1", src=HOST)), False),
+    ("first_fragment", LAN, from_lan(dhcp("255.255.255.255", flags="MF"), dst=BCAST), False),
+    ("client_port_not_server_port", LAN,
+     from_lan(IP(src=HOST, dst="255.255.255.255") / UDP(sport=67, dport=68), dst=BCAST), False),
+    ("on_the_wan", WAN, from_wan(dhcp("255.255.255.255"), dst=BCAST), False),
+    ("to_the_wan_addr", WAN, from_wan(dhcp(WAN_ADDR, src=GW)), False),
+]
+
+
+@pytest.mark.parametrize("lan_dhcp", [True, False], ids=["router_serves_dhcp", "lwip_keeps_dhcp"])
+@pytest.mark.parametrize("side,frame,claimed", [pytest.param(*c[1:], id=c[0]) for c in DHCP_CASES])
+def test_dhcp_requests_on_the_lan_are_claimed_when_the_router_serves_dhcp(h, side, frame, claimed,
+                                                                           lan_dhcp):
+    assert h.set_claims(TCP_RANGES, UDP_RANGES, ICMP_RANGES, lan_dhcp=lan_dhcp) == 0
+    before = h.counters(side)["claimed"]
+    h.inject(side, raw(frame))
+    relayed = IP(raw(frame[IP])).dst == SERVER   # forwarded whatever lan_dhcp says
+    want = claimed and (lan_dhcp or relayed)
+    assert h.counters(side)["claimed"] - before == int(want)
+    if want:
+        assert h.recv(side) == raw(frame[IP])
+    h.sync()
+    assert h.rx_outstanding() == 0
+
+
+# ---------------------------------------------------------------------------
+# Claims that change while natlink runs (natlink_set_claims)
+
+def test_claims_change_while_running(h):
+    to_9000 = from_wan(IP(src=SERVER, dst=WAN_ADDR) / TCP(sport=443, dport=9000))
+    h.inject(WAN, to_9000)
+    assert h.counters(WAN)["claimed"] == 0                   # not in TCP_RANGES: lwIP's
+    assert h.set_claims(TCP_RANGES + [(9000, 9000)], UDP_RANGES, ICMP_RANGES) == 0
+    h.inject(WAN, to_9000)                                   # a port forward added
+    assert h.counters(WAN)["claimed"] == 1 and h.recv(WAN) == raw(to_9000[IP])
+    assert h.set_claims(TCP_RANGES, UDP_RANGES, ICMP_RANGES) == 0
+    h.inject(WAN, to_9000)                                   # and removed
+    assert h.counters(WAN)["claimed"] == 1 and h.pending(WAN) == 0
+    # refused whole: more ranges than natlink holds, or a range upside down
+    assert h.set_claims([(1, 2)] * (h.max_ranges + 1)) == -1
+    assert h.set_claims(TCP_RANGES, [(10, 9)]) == -1
+    h.inject(WAN, from_wan(IP(src=SERVER, dst=WAN_ADDR) / UDP(dport=NAT_PORT)))
+    assert h.counters(WAN)["claimed"] == 2, "a refused change must leave the claims as they were"
+    h.sync()
+    assert h.rx_outstanding() == 0
+
+
+def test_claims_rewritten_while_a_driver_classifies(h):
+    """A driver thread injects while the claims flip thousands of times: each frame is
+    claimed or passed exactly once, nothing is dropped or leaked."""
+    frames = [raw(from_wan(IP(src=SERVER, dst=WAN_ADDR) / TCP(sport=443, dport=port)))
+              for port in (9000, 9100)]
+    a = (TCP_RANGES + [(9000, 9000)], UDP_RANGES, ICMP_RANGES)
+    b = ([(9100, 9100)] * 8, UDP_RANGES, ICMP_RANGES)
+    n = 20000
+    done = threading.Event()
+
+    def driver():
+        for i in range(n):
+            while h.pending(WAN) >= h.rx_slots:
+                h.recv_all(WAN)
+            h.inject(WAN, frames[i & 1])
+        done.set()
+
+    t = threading.Thread(target=driver)
+    t.start()
+    flips = 0
+    while not done.is_set() and flips < 200000:
+        assert h.set_claims(*(a if flips & 1 else b)) == 0
+        flips += 1
+    t.join(60)
+    assert not t.is_alive()
+    c = h.counters(WAN)
+    assert c["claimed"] + c["passed"] == n and c["rx_drops"] == 0 and flips > 0
+    h.recv_all(WAN)
+    h.sync()
+    assert h.rx_outstanding() == 0
+
+
+# ---------------------------------------------------------------------------
+# A netif its driver removed and added back (ESP-IDF, when an AP's settings change)
+
+def test_a_netif_added_back_by_its_driver_is_wrapped_again(h):
+    out = from_lan(IP(src=HOST, dst=SERVER) / UDP(sport=40000, dport=53))
+    h.readd(LAN)                         # netif_add() gave it tcpip_input again
+    assert h.input_is_lwip(LAN) and not h.input_is_lwip(WAN)
+    h.inject(LAN, out)
+    assert h.counters(LAN)["claimed"] == 0, "lwIP has the LAN: nothing reaches the router"
+    assert h.rehook() == 1               # the LAN wrapped again, the WAN never lost it
+    assert not h.input_is_lwip(LAN) and h.rehook() == 0
+    h.inject(LAN, out)
+    assert h.counters(LAN)["claimed"] == 1 and h.recv(LAN) == raw(out[IP])
+    assert h.stop() == 0 and h.input_is_lwip(LAN) and h.input_is_lwip(WAN)
+    assert h.rehook() == -1              # not running: nothing to wrap
+    h.sync()
+    assert h.rx_outstanding() == 0
+
+
+# ---------------------------------------------------------------------------
 # The receive ring
 
 def test_full_ring_drops_the_newest_counts_and_frees(h):

@@ -34,6 +34,7 @@ if not UPY:
             sys.path.insert(0, os.path.join(ROOT, sub))
 
 import dictnat  # noqa: E402  (after the path is set, on CPython)
+import stepbench  # noqa: E402
 import nat  # noqa: E402
 from nat import core  # noqa: E402
 
@@ -47,7 +48,7 @@ ADDS = 256                       # adds per round
 TARGET_US = 1.0                  # per translated packet, unix port, engine's fast core
 TARGET_STEP_US = 2.0             # the router's forwarding step, unix port
 TARGET_BYTES = 48                # per flow, engine
-STEP_BATCH = 32                  # packets a drain takes under load (router.BATCH)
+STEP_BATCH = stepbench.BATCH
 
 if UPY:
     from time import ticks_us, ticks_diff
@@ -336,96 +337,6 @@ def measure(label, make_packet, make_table, rounds, budget_us, sweeps, outputs):
     sweeps.figures.setdefault("bytes per flow, table full", {})[label] = filled
 
 
-# ---- the router's forwarding step
-
-class FeedLink:
-    """A link in memory: recv_into hands out the loaded packet while `left` says so
-    (one memcpy from a preallocated memoryview, as cheap as a link can be); send
-    swallows the packet and counts it."""
-    name = "link"
-    mtu = 1500
-
-    def __init__(self):
-        self.pkt = bytearray(1500)
-        self.view = memoryview(self.pkt)[0:0]
-        self.n = 0
-        self.left = 0
-        self.sent = 0
-
-    def load(self, pkt):
-        self.pkt[0:len(pkt)] = pkt
-        self.n = len(pkt)
-        self.view = memoryview(self.pkt)[0:len(pkt)]
-
-    def recv_into(self, buf):
-        if self.left <= 0:
-            return 0
-        self.left -= 1
-        buf[0:self.n] = self.view
-        return self.n
-
-    def send(self, buf, n):
-        self.sent += 1
-
-
-def step_loop(r, lan, batch, packets):
-    from forward.datapath import drain
-    path = r.datapath.lan
-    t0 = now()
-    for _ in range(packets // batch):
-        lan.left = batch
-        drain(path, batch)
-    return since(t0)
-
-
-def poll_loop(r, lan, packets):
-    # a whole loop iteration per packet: the table's tick, both links drained
-    t0 = now()
-    for _ in range(packets):
-        lan.left = 1
-        r.poll()
-    return since(t0)
-
-
-def link_loop(r, lan, batch, packets):
-    # the same loop with the link alone: what the timed loop spends outside the router
-    buf = bytearray(1500)
-    recv, send = lan.recv_into, lan.send
-    t0 = now()
-    for _ in range(packets // batch):
-        lan.left = batch
-        for _ in range(batch):
-            recv(buf)
-            send(buf, 40)
-    return since(t0)
-
-
-def router_step(rounds, sweeps):
-    """The router's drain of known-flow packets, µs per packet: (batched, one per poll,
-    the link's own share of the batched figure)."""
-    from manage import config
-    from forward.router import Router
-    cfg, _problems = config.validate(config.defaults())
-    lan, wan = FeedLink(), FeedLink()
-    r = Router(cfg, lan, wan)
-    lan.load(tcp(nat.ip("192.168.4.2"), nat.ip("203.0.113.5"), 40000, 443))
-    lan.left = 1
-    r.poll()  # the slow path: the flow is made here
-    if wan.sent != 1:
-        raise RuntimeError("router step: the first packet did not leave")
-    packets = 20000
-    times = [None] * 3
-    for _ in range(sweeps):
-        got = best(rounds, lambda: step_loop(r, lan, STEP_BATCH, packets),
-                   lambda: poll_loop(r, lan, packets // 4),
-                   lambda: link_loop(r, lan, STEP_BATCH, packets))
-        times = [g if t is None else min(t, g) for t, g in zip(times, got)]
-    if wan.sent < 1 + packets or r.counters()["translated_out"] != wan.sent:
-        raise RuntimeError("router step: packets did not all leave (%d)" % wan.sent)
-    # TTL: the packet is reloaded on every receive, so every step translates the same bytes.
-    return times[0] / packets, times[1] / (packets // 4), times[2] / packets
-
-
 def run_here(rounds, budget_us, n_sweeps):
     impls = implementations()
     sweeps, outputs = Sweeps(), {}
@@ -440,7 +351,7 @@ def run_here(rounds, budget_us, n_sweeps):
         for label, done in runs[:-1]:
             if done != ref:
                 warnings.append("%s: %s output differs from %s" % (row, label, ref_label))
-    batched, single, link = router_step(rounds, n_sweeps)
+    batched, single, link = stepbench.router_step(rounds, n_sweeps)
     sweeps.figures["router step, batch of %d" % STEP_BATCH] = {impls[0][0]: batched}
     sweeps.figures["  of which the in-memory link"] = {impls[0][0]: link}
     sweeps.figures["router step, one packet per poll()"] = {impls[0][0]: single}

@@ -134,9 +134,11 @@ class Console:
 
 
 class Topology:
+    BOARDS = BOARD_NAMES  # what this class runs (tools/qemu.py: the emulated ESP32)
+
     def __init__(self, prefix="vb", log=print, board="vboard"):
-        if board not in BOARD_NAMES:
-            raise ValueError("board %r: one of %s" % (board, ", ".join(BOARD_NAMES)))
+        if board not in self.BOARDS:
+            raise ValueError("board %r: one of %s" % (board, ", ".join(self.BOARDS)))
         self.board = board
         self.prefix = prefix
         self.log = log
@@ -323,17 +325,22 @@ class Topology:
         <p>-rtr sees none. lwIP's netif takes the veth's MAC, so the board keeps the
         MAC the neighbours and the tests know (a bridge would claim that MAC itself)."""
         for link, tap in LWIP_TAPS.items():
-            self.run(self.rtr, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
-            self._offloads_off(self.rtr, tap)
-            sh("ip", "-n", self.rtr, "link", "set", "dev", tap, "mtu", "1500", "up")
-            for src, dst in ((link, tap), (tap, link)):
-                self.run(self.rtr, "tc", "qdisc", "add", "dev", src, "handle", "ffff:", "ingress")
-                self.run(self.rtr, "tc", "filter", "add", "dev", src, "parent", "ffff:",
-                         "protocol", "all", "u32", "match", "u32", "0", "0",
-                         "action", "mirred", "egress", "redirect", "dev", dst)
+            self.join_tap(link, tap)
         # A unix datagram socket queues 10 datagrams by default (per namespace): room
         # for the bursts between the host program and the firmware.
         self.run(self.rtr, "sysctl", "-qw", "net.unix.max_dgram_qlen=512")
+
+    def join_tap(self, link, tap):
+        """A TAP device in <p>-rtr joined to the veth `link` by tc (ingress on each,
+        mirred redirect to the other): whatever sits on the TAP owns the wire."""
+        self.run(self.rtr, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
+        self._offloads_off(self.rtr, tap)
+        sh("ip", "-n", self.rtr, "link", "set", "dev", tap, "mtu", "1500", "up")
+        for src, dst in ((link, tap), (tap, link)):
+            self.run(self.rtr, "tc", "qdisc", "add", "dev", src, "handle", "ffff:", "ingress")
+            self.run(self.rtr, "tc", "filter", "add", "dev", src, "parent", "ffff:",
+                     "protocol", "all", "u32", "match", "u32", "0", "0",
+                     "action", "mirred", "egress", "redirect", "dev", dst)
 
     def unwire_lwip(self):
         """Back to plain veths (the virtual board's raw sockets need them)."""
@@ -534,10 +541,10 @@ class Topology:
 def board_state(topo):
     """Counters and flow table, read from the running board over mpremote."""
     out = topo.exec_on_board(
-        "import router, board\n"
-        "print(router.running.counters())\n"
+        "import board\nfrom manage.runner import runner\n"
+        "print(runner.router.counters())\n"
         "print(board.counters())\n"
-        "for f in router.running.flows(): print(f)\n")
+        "for f in runner.router.flows(): print(f)\n")
     return out
 
 

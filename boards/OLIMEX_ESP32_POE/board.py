@@ -6,13 +6,17 @@
 #
 # LAN8720 at PHY address 0 (MDC GPIO23, MDIO GPIO18), powered through GPIO12 (a
 # strapping pin: it must be low at reset, so the PHY is switched on by the firmware);
-# the ESP32 drives the 50 MHz RMII clock out on GPIO17.
-from esp32board import AccessPoint, Ethernet, setup
-from esp32board import LAN_DHCP, counters, open_links, start, wait  # noqa: F401  the board interface
+# the ESP32 drives the 50 MHz RMII clock out on GPIO17. The user button BUT1 (GPIO34,
+# input only, pulled up on the board, low while pressed), held while the board powers
+# up, resets natrouter.json to the defaults (esp32reset.py).
+from esp32board import AccessPoint, Button, Ethernet, setup
+from esp32board import (LAN_DHCP, boot, counters, open_links, reconfigure,  # noqa: F401
+                        start, wait)  # the board interface
 
 setup("Olimex ESP32-POE",
       wan=Ethernet(mdc=23, mdio=18, phy_addr=0, power=12, ref_clk=17, ref_clk_out=True),
       lan=AccessPoint(),
       # flows that fit the heap with Ethernet and Wi-Fi up (README: the router's heap at
       # these sizes, measured on the 32-bit WASI MicroPython)
-      table={"tcp": 192, "udp": 96, "icmp": 32})
+      table={"tcp": 192, "udp": 96, "icmp": 32},
+      button=Button(34, "BUT1"))

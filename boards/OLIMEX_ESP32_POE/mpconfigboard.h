@@ -8,3 +8,8 @@
 #define MICROPY_PY_BLUETOOTH (0)
 #define MICROPY_HW_ENABLE_MDNS_QUERIES (0)
 #define MICROPY_HW_ENABLE_MDNS_RESPONDER (0)
+
+// The name the board gives the upstream DHCP server (option 12). MicroPython hands it to
+// the WAN interface itself (esp_netif_set_hostname: network_lan.c when the interface
+// starts, network_wlan.c at connect), over ESP-IDF's CONFIG_LWIP_LOCAL_HOSTNAME.
+#define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT "natrouter"

@@ -8,8 +8,12 @@
 # its download mode, so on revision 1.4 GPIO16 enables the oscillator, which
 # network.LAN(power=...) drives high only once the firmware is up. (Where GPIO16 is not
 # wired to it, driving it does nothing.)
+#
+# No factory-reset button: the board's only free button-like pin, GPIO0, carries that
+# clock. Back to the defaults over the serial port: import nr; nr.reset().
 from esp32board import AccessPoint, Ethernet, setup
-from esp32board import LAN_DHCP, counters, open_links, start, wait  # noqa: F401  the board interface
+from esp32board import (LAN_DHCP, boot, counters, open_links, reconfigure,  # noqa: F401
+                        start, wait)  # the board interface
 
 setup("WT32-ETH01",
       wan=Ethernet(mdc=23, mdio=18, phy_addr=1, power=16, ref_clk=0, ref_clk_out=False),

@@ -18,8 +18,9 @@ from manage import config
 import lwiprules
 from compat import const
 
-# No LAN_DHCP: a client's DHCP request is a broadcast, which natlink leaves to lwIP, so
-# the router never sees one here (the firmware then runs no DHCP server).
+# The firmware serves DHCP on the LAN: natlink claims the LAN's DHCP requests for it
+# (the host program's --dhcp, and the claims this module sends it).
+LAN_DHCP = True
 
 # The port split with lwIP, natlink's limits (lwiprules.py): the host program reads
 # natrouter.json with the same rules.
@@ -145,7 +146,16 @@ def open_links(cfg):
     _poller.register(lan.sock, select.POLLIN)
     _poller.register(wan.sock, select.POLLIN)
     _links = (lan, wan)
+    reconfigure(cfg)  # the host program claims what this configuration needs
     return lan, wan
+
+
+def reconfigure(cfg):
+    """The board interface: natlink's claims follow the running configuration (a port
+    forward added from the REPL is claimed from the next packet)."""
+    answer = _ctl(lwiprules.claims_request(cfg))
+    if answer != {"claims": "ok"}:
+        print("natrouter: lwip_host: the host program took no claims (%r)" % (answer,))
 
 
 def wait(timeout_ms):
@@ -171,12 +181,17 @@ def start(fn):
 def host(timeout_ms=1000):
     """The host program's own view: natlink's and its counters per link, lwIP's ARP
     cache. None if it does not answer."""
+    return _ctl("counters", timeout_ms)
+
+
+def _ctl(request, timeout_ms=1000):
+    """The host program's answer (JSON) to a request on its control socket, or None."""
     import json
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         s.bind(struct.pack("H", socket.AF_UNIX))  # an autobound (abstract) address to answer to
         s.connect(_sockaddr("%s/ctl" % SOCK_DIR))
-        s.send(b"counters")
+        s.send(request.encode())
         p = select.poll()
         p.register(s, select.POLLIN)
         if not p.poll(timeout_ms):

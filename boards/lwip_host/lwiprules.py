@@ -15,15 +15,28 @@
 # - ICMP query ids 0..65535: the router picks ids anywhere (portgen.py), and this board's
 #   lwIP pings nobody. Echo requests to the WAN address are never claimed: lwIP answers
 #   them, as on the ESP32.
-# The host program takes the claims when it starts: a forward added later through the
-# REPL reaches the router only inside what is claimed already (ports below 1024 and the
-# NAT range); others need the board restarted.
+# - the LAN's DHCP requests, when DHCP is enabled: the firmware serves DHCP on the LAN.
+# The host program takes the claims from natrouter.json when it starts (hostargs.py) and
+# from the firmware whenever its running configuration changes (board.py: a forward
+# added from the REPL is claimed from the next packet).
 
 import natlinkrules
 from natlinkrules import DEFAULTS, claims  # noqa: F401 (this board's rules, one module)
 
 MAX_RANGES = 8           # NATLINK_MAX_RANGES
 PACKET_MAX = 1500        # NATLINK_MTU: the largest packet natlink carries
+
+
+def ranges_text(ranges):
+    """[(lo, hi), ...] as the host program reads them: "lo-hi,lo-hi"."""
+    return ",".join("%d-%d" % r for r in ranges)
+
+
+def claims_request(cfg):
+    """The control request that hands the host program cfg's claims."""
+    c = claims(cfg)
+    return "claims tcp=%s udp=%s icmp=%s dhcp=%d" % (
+        ranges_text(c["tcp"]), ranges_text(c["udp"]), ranges_text(c["icmp"]), c["dhcp"])
 
 
 def check(cfg, problems):

@@ -32,3 +32,22 @@ target_compile_definitions(usermod_natlink INTERFACE
 )
 
 target_link_libraries(usermod INTERFACE usermod_natlink)
+
+# The ESP-IDF heap MicroPython's own may not take (esp32/natlink_heap.c): a board may
+# set NATLINK_IDF_RESERVE (bytes) from what its Wi-Fi, Ethernet and lwIP need.
+target_sources(usermod_natlink INTERFACE ${CMAKE_CURRENT_LIST_DIR}/esp32/natlink_heap.c)
+target_link_libraries(usermod_natlink INTERFACE "-Wl,--wrap=gc_get_max_new_split")
+if(NATLINK_IDF_RESERVE)
+    target_compile_definitions(usermod_natlink INTERFACE NATLINK_IDF_RESERVE=${NATLINK_IDF_RESERVE})
+endif()
+
+# The emulated board (boards/ESP32_QEMU sets NATLINK_QEMU): QEMU's OpenCores NIC behind
+# network.LAN, and lwIP's IPv4 input hook for its PPP LAN (esp32/natlink_qemu.c).
+if(NATLINK_QEMU)
+    target_sources(usermod_natlink INTERFACE ${CMAKE_CURRENT_LIST_DIR}/esp32/natlink_qemu.c)
+    target_link_libraries(usermod_natlink INTERFACE "-Wl,--wrap=esp_eth_mac_new_esp32")
+    idf_component_get_property(natlink_lwip lwip COMPONENT_LIB)
+    target_include_directories(${natlink_lwip} PRIVATE ${CMAKE_CURRENT_LIST_DIR}/esp32)
+    target_compile_definitions(${natlink_lwip} PRIVATE
+        "ESP_IDF_LWIP_HOOK_FILENAME=\"natlink_lwip_hook.h\"")
+endif()

@@ -1,7 +1,10 @@
 /* natlink for MicroPython: the `natlink` module (README.md, "The MicroPython binding").
  *
  *   lan, wan = natlink.start(lan=ap, wan=eth, wan_addr=b"...", tcp=((0, 1023), ...),
- *                            udp=(...), icmp=((0, 65535),), lan_mtu=1500, wan_mtu=1500)
+ *                            udp=(...), icmp=((0, 65535),), dhcp=True, lan_mtu=1500,
+ *                            wan_mtu=1500)
+ *   natlink.claim(tcp=..., udp=..., icmp=..., dhcp=True)   # while it runs
+ *   natlink.rehook()             # a netif its driver added back: wrapped again
  *   n = wan.recv_into(buf)       # one IPv4 packet, or 0; never blocks, never allocates
  *   lan.send(buf, n)             # queued for lwIP's thread; refusals are counted
  *   natlink.wait(100)            # sleeps, GIL released, until a ring fills or 100 ms
@@ -166,11 +169,12 @@ static mp_obj_t new_link(int link, int mtu) {
 
 /* ---- the module ---- */
 
-/* start(*, lan, wan, wan_addr, tcp, udp, icmp, lan_mtu=MTU, wan_mtu=MTU)
+/* start(*, lan, wan, wan_addr, tcp, udp, icmp, dhcp=False, lan_mtu=MTU, wan_mtu=MTU)
  *   -> (lan_link, wan_link); each link's mtu is what the router sizes its buffer and its
- *   "too big" answers by (the netif's own MTU still bounds what lwIP sends). */
+ *   "too big" answers by (the netif's own MTU still bounds what lwIP sends). dhcp: the
+ *   router serves DHCP on the LAN, so the LAN's DHCP requests are claimed. */
 static mp_obj_t natlink_start_fn(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
-    enum { ARG_lan, ARG_wan, ARG_wan_addr, ARG_tcp, ARG_udp, ARG_icmp, ARG_lan_mtu, ARG_wan_mtu };
+    enum { ARG_lan, ARG_wan, ARG_wan_addr, ARG_tcp, ARG_udp, ARG_icmp, ARG_dhcp, ARG_lan_mtu, ARG_wan_mtu };
     static const mp_arg_t allowed[] = {
         { MP_QSTR_lan, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
         { MP_QSTR_wan, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
@@ -178,6 +182,7 @@ static mp_obj_t natlink_start_fn(size_t n_args, const mp_obj_t *pos_args, mp_map
         { MP_QSTR_tcp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
         { MP_QSTR_udp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
         { MP_QSTR_icmp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_dhcp, MP_ARG_KW_ONLY | MP_ARG_BOOL, {.u_bool = false} },
         { MP_QSTR_lan_mtu, MP_ARG_KW_ONLY | MP_ARG_INT, {.u_int = NATLINK_MTU} },
         { MP_QSTR_wan_mtu, MP_ARG_KW_ONLY | MP_ARG_INT, {.u_int = NATLINK_MTU} },
     };
@@ -192,6 +197,7 @@ static mp_obj_t natlink_start_fn(size_t n_args, const mp_obj_t *pos_args, mp_map
     get_ranges(args[ARG_tcp].u_obj, &cfg.tcp, MP_QSTR_tcp);
     get_ranges(args[ARG_udp].u_obj, &cfg.udp, MP_QSTR_udp);
     get_ranges(args[ARG_icmp].u_obj, &cfg.icmp, MP_QSTR_icmp);
+    cfg.lan_dhcp = args[ARG_dhcp].u_bool;
     mp_int_t lan_mtu = args[ARG_lan_mtu].u_int, wan_mtu = args[ARG_wan_mtu].u_int;
     if (lan_mtu < 68 || lan_mtu > NATLINK_MTU || wan_mtu < 68 || wan_mtu > NATLINK_MTU) {
         mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("natlink: an mtu must be 68..%d"), NATLINK_MTU);
@@ -228,6 +234,49 @@ static mp_obj_t natlink_stop_fn(void) {
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(natlink_stop_obj, natlink_stop_fn);
+
+/* claim(*, tcp, udp, icmp, dhcp=False): what natlink claims, changed while it runs (a
+ * port forward added from the REPL takes effect from the next packet). */
+static mp_obj_t natlink_claim_fn(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_tcp, ARG_udp, ARG_icmp, ARG_dhcp };
+    static const mp_arg_t allowed[] = {
+        { MP_QSTR_tcp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_udp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_icmp, MP_ARG_KW_ONLY | MP_ARG_REQUIRED | MP_ARG_OBJ, {.u_obj = MP_OBJ_NULL} },
+        { MP_QSTR_dhcp, MP_ARG_KW_ONLY | MP_ARG_BOOL, {.u_bool = false} },
+    };
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed)];
+    mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed), allowed, args);
+
+    natlink_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    get_ranges(args[ARG_tcp].u_obj, &cfg.tcp, MP_QSTR_tcp);
+    get_ranges(args[ARG_udp].u_obj, &cfg.udp, MP_QSTR_udp);
+    get_ranges(args[ARG_icmp].u_obj, &cfg.icmp, MP_QSTR_icmp);
+    cfg.lan_dhcp = args[ARG_dhcp].u_bool;
+    ensure_init();
+    if (!nl.running) {
+        mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("natlink: not running (natlink.start() first)"));
+    }
+    natlink_set_claims(&nl, &cfg);  /* cannot fail: get_ranges() checked every range */
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(natlink_claim_obj, 0, natlink_claim_fn);
+
+/* rehook() -> how many netifs were wrapped again: ones their driver removed and added
+ * back while natlink ran (ESP-IDF restarts an access point whose settings change, and
+ * netif_add() gives it lwIP's input again). 0 when none had lost the wrapper, or when
+ * natlink is not running. */
+static mp_obj_t natlink_rehook_fn(void) {
+    int r = 0;
+    if (initialised && nl.running) {
+        MP_THREAD_GIL_EXIT();
+        r = natlink_rehook(&nl);
+        MP_THREAD_GIL_ENTER();
+    }
+    return MP_OBJ_NEW_SMALL_INT(r < 0 ? 0 : r);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(natlink_rehook_obj, natlink_rehook_fn);
 
 static mp_obj_t natlink_running_fn(void) {
     return mp_obj_new_bool(initialised && nl.running);
@@ -324,6 +373,8 @@ static const mp_rom_map_elem_t natlink_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_start), MP_ROM_PTR(&natlink_start_obj) },
     { MP_ROM_QSTR(MP_QSTR_stop), MP_ROM_PTR(&natlink_stop_obj) },
     { MP_ROM_QSTR(MP_QSTR_running), MP_ROM_PTR(&natlink_running_obj) },
+    { MP_ROM_QSTR(MP_QSTR_claim), MP_ROM_PTR(&natlink_claim_obj) },
+    { MP_ROM_QSTR(MP_QSTR_rehook), MP_ROM_PTR(&natlink_rehook_obj) },
     { MP_ROM_QSTR(MP_QSTR_wait), MP_ROM_PTR(&natlink_wait_obj) },
     { MP_ROM_QSTR(MP_QSTR_set_wan_addr), MP_ROM_PTR(&natlink_set_wan_addr_obj) },
     { MP_ROM_QSTR(MP_QSTR_pending), MP_ROM_PTR(&natlink_pending_obj) },

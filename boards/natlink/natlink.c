@@ -173,11 +173,23 @@ static int claims_for_wan(const natlink_t *nl, const uint8_t *ip, int ihl, int t
     return 0;
 }
 
+/* Rule 0, when the router serves DHCP on the LAN (cfg.lan_dhcp): a client's request,
+ * to the limited broadcast before it has an address (RFC 2131 4.1) or to the LAN
+ * netif's own address once it has one (renewals, RFC 2131 4.3.2), unfragmented. */
+static int claims_dhcp_request(const natlink_t *nl, const uint8_t *ip, int ihl, int tot)
+{
+    uint32_t dst = addr_at(ip + 16);
+    uint32_t me = ip4_addr_get_u32(netif_ip4_addr(nl->cfg.netif[NATLINK_LAN]));
+
+    return ip[9] == PROTO_UDP && !(be16(ip + 6) & 0x3fff) && tot - ihl >= 8
+           && be16(ip + ihl + 2) == 67 && (dst == IPADDR_BROADCAST || (me != 0 && dst == me));
+}
+
 /* The IPv4 packet's length if natlink claims the frame, else 0. f holds the first hl
  * bytes of a flen-byte frame whose link header is l2 bytes (L2_HLEN or 0),
- * hl >= min(flen, HDR_MAX). Anything malformed is left to lwIP, which drops it (or,
- * for its own traffic, judges it) itself. */
-static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen, int l2)
+ * hl >= min(flen, HDR_MAX), that arrived on `link`. Anything malformed is left to
+ * lwIP, which drops it (or, for its own traffic, judges it) itself. */
+static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen, int l2, int link)
 {
     const uint8_t *ip = f + l2;
     int ihl, tot;
@@ -191,6 +203,9 @@ static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen, int
      * tot <= flen - l2; the frame may be longer (Ethernet pads to 60 bytes). */
     if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || tot > flen - l2 || !hdr_checksum_ok(ip, ihl)) {
         return 0;
+    }
+    if (link == NATLINK_LAN && nl->cfg.lan_dhcp && claims_dhcp_request(nl, ip, ihl, tot)) {
+        return tot;
     }
     if (nl->wan != 0 && addr_at(ip + 16) == nl->wan) {
         return claims_for_wan(nl, ip, ihl, tot) ? tot : 0;
@@ -210,6 +225,28 @@ static int classify(const natlink_t *nl, const uint8_t *f, int hl, int flen, int
         return 0;
     }
     return tot;
+}
+
+/* classify() with the claims as one natlink_set_claims() left them: read without the
+ * lock (a sequence lock: the count is even and unchanged around the reading), or, when
+ * a writer was inside, again under the lock it writes under. Never a spin: a driver
+ * task must not wait on a lower-priority writer it keeps from running. */
+static int classify_claims(natlink_t *nl, const uint8_t *f, int hl, int flen, int l2, int link)
+{
+    uint32_t seq = __atomic_load_n(&nl->claims_seq, __ATOMIC_ACQUIRE);
+    int len;
+
+    if (!(seq & 1)) {
+        len = classify(nl, f, hl, flen, l2, link);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&nl->claims_seq, __ATOMIC_RELAXED) == seq) {
+            return len;
+        }
+    }
+    nl->port.lock(nl->port.ctx);
+    len = classify(nl, f, hl, flen, l2, link);
+    nl->port.unlock(nl->port.ctx);
+    return len;
 }
 
 /* ---- input: the wrapped netif->input ----
@@ -287,7 +324,7 @@ static err_t natlink_input(struct pbuf *p, struct netif *inp)
             hl = pbuf_copy_partial(p, tmp, (u16_t)hl, 0);
             f = tmp;
         }
-        len = classify(nl, f, hl, flen, h->l2);
+        len = classify_claims(nl, f, hl, flen, h->l2, h->link);
         if (len > 0) {
             rx_push(nl, h->link, p, len, h->l2);
             return ERR_OK;
@@ -319,7 +356,7 @@ int natlink_ip4_input(struct pbuf *p, struct netif *inp)
         hl = pbuf_copy_partial(p, tmp, (u16_t)hl, 0);
         f = tmp;
     }
-    len = classify(nl, f, hl, p->tot_len, 0);
+    len = classify_claims(nl, f, hl, p->tot_len, 0, h->link);
     if (len > 0) {
         rx_push(nl, h->link, p, len, 0);
         return 1;
@@ -335,7 +372,7 @@ int natlink_ip4_input(struct pbuf *p, struct netif *inp)
  * off by default (CONFIG_LWIP_TCPIP_CORE_LOCKING), so the lock cannot be relied on.
  * Instead: natlink_send() fills a preallocated TX slot and queues it; one callback
  * message, allocated once by tcpip_callbackmsg_new(), is posted with
- * tcpip_callbackmsg_trycallback() (both in lwIP 2.1.3 and esp-lwip 2.1.3-esp), at
+ * tcpip_callbackmsg_trycallback() (lwIP 2.1 and 2.2, esp-lwip's -esp versions too), at
  * most once at a time, and drains the queue in lwIP's thread. Nothing is allocated
  * per packet, the consumer never blocks on lwIP, and the same code serves both. */
 
@@ -475,11 +512,32 @@ static int valid_config(const natlink_config_t *cfg)
            && valid_ranges(&cfg->tcp) && valid_ranges(&cfg->udp) && valid_ranges(&cfg->icmp);
 }
 
+enum { CALL_STOP, CALL_START, CALL_REHOOK };
+
 struct natlink_call {
     struct tcpip_api_call_data base;    /* first: tcpip_api_call() passes &base */
     natlink_t *nl;
-    int start;
+    int what;                       /* CALL_* */
+    int rehooked;                   /* CALL_REHOOK: netifs wrapped again */
 };
+
+/* A driver removed a wrapped netif and added it back (netif_add() set its input to
+ * tcpip_input again): save that input and wrap it again. */
+static void rehook(struct natlink_call *call)
+{
+    natlink_t *nl = call->nl;
+
+    for (int i = 0; i < NATLINK_LINKS; i++) {
+        struct netif *n = nl->cfg.netif[i];
+        struct hook *h = hook_find(n);
+        if (h != NULL && h->nl == nl && h->l2 && n->input != natlink_input) {
+            h->orig = n->input;
+            __sync_synchronize();   /* the entry before the pointer, as at start */
+            n->input = natlink_input;
+            call->rehooked++;
+        }
+    }
+}
 
 /* In lwIP's thread (or under its core lock): the only safe place to swap a netif's
  * input pointer and to touch `hooks`. */
@@ -489,7 +547,14 @@ static err_t do_install(struct tcpip_api_call_data *d)
     natlink_t *nl = call->nl;
     struct hook *h[NATLINK_LINKS];
 
-    if (!call->start) {
+    if (call->what == CALL_REHOOK) {
+        if (!nl->running) {
+            return ERR_VAL;
+        }
+        rehook(call);
+        return ERR_OK;
+    }
+    if (call->what == CALL_STOP) {
         nl->running = 0;
         for (int i = 0; i < NATLINK_LINKS; i++) {
             struct netif *n = nl->cfg.netif[i];
@@ -539,14 +604,17 @@ static err_t do_install(struct tcpip_api_call_data *d)
     return ERR_OK;
 }
 
-static int install(natlink_t *nl, int start)
+static int install(natlink_t *nl, int what)
 {
     struct natlink_call call;
 
     memset(&call, 0, sizeof call);
     call.nl = nl;
-    call.start = start;
-    return tcpip_api_call(do_install, &call.base) == ERR_OK ? 0 : -1;
+    call.what = what;
+    if (tcpip_api_call(do_install, &call.base) != ERR_OK) {
+        return -1;
+    }
+    return call.rehooked;
 }
 
 int natlink_init(natlink_t *nl, const natlink_port_t *port)
@@ -584,12 +652,38 @@ int natlink_start(natlink_t *nl, const natlink_config_t *cfg)
         nl->rx[i].head = nl->rx[i].tail = 0;
     }
     nl->port.unlock(nl->port.ctx);
-    return install(nl, 1);
+    return install(nl, CALL_START);
 }
 
 int natlink_stop(natlink_t *nl)
 {
-    return install(nl, 0);
+    return install(nl, CALL_STOP);
+}
+
+int natlink_rehook(natlink_t *nl)
+{
+    return install(nl, CALL_REHOOK);
+}
+
+int natlink_set_claims(natlink_t *nl, const natlink_config_t *cfg)
+{
+    uint32_t seq;
+
+    if (cfg == NULL || !valid_ranges(&cfg->tcp) || !valid_ranges(&cfg->udp) || !valid_ranges(&cfg->icmp)) {
+        return -1;
+    }
+    nl->port.lock(nl->port.ctx);    /* one writer at a time; readers that find the
+                                     * count odd classify under this lock */
+    seq = nl->claims_seq;
+    __atomic_store_n(&nl->claims_seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    nl->cfg.tcp = cfg->tcp;
+    nl->cfg.udp = cfg->udp;
+    nl->cfg.icmp = cfg->icmp;
+    nl->cfg.lan_dhcp = cfg->lan_dhcp ? 1 : 0;
+    __atomic_store_n(&nl->claims_seq, seq + 2, __ATOMIC_RELEASE);
+    nl->port.unlock(nl->port.ctx);
+    return 0;
 }
 
 void natlink_set_wan_addr(natlink_t *nl, const uint8_t addr[4])

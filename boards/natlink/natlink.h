@@ -1,7 +1,8 @@
 /* natlink: hands the IPv4 packets an lwIP board must forward to a router that runs
  * outside lwIP (the Python router), and sends the router's packets back out through
  * lwIP's own output path. Depends on lwIP alone; the same source builds against
- * ESP-IDF's esp-lwip 2.1.3-esp and Debian's liblwip 2.1.3. See README.md. */
+ * ESP-IDF's esp-lwip (2.2.0-esp in ESP-IDF v5.5, 2.1.3-esp in v5.3) and Debian's
+ * liblwip 2.1.3. See README.md. */
 #ifndef NATLINK_H
 #define NATLINK_H
 
@@ -63,6 +64,9 @@ typedef struct natlink_config {
     natlink_ranges_t tcp;         /* destination ports claimed on the WAN address */
     natlink_ranges_t udp;
     natlink_ranges_t icmp;        /* ICMP query ids claimed on the WAN address */
+    uint8_t lan_dhcp;             /* 1: the router serves DHCP on the LAN; its requests
+                                   * (UDP to port 67, to the limited broadcast or the LAN
+                                   * netif's address) are claimed there */
 } natlink_config_t;
 
 /* Per link. Each field is written under the lock or by one thread only (the netif's
@@ -108,6 +112,10 @@ struct natlink {
     natlink_port_t port;
     natlink_config_t cfg;
     uint32_t wan;                 /* cfg.wan_addr as an lwIP u32 (network order) */
+    /* Odd while natlink_set_claims() rewrites cfg's claims (a sequence lock: the
+     * drivers' threads read the claims without the lock, and read again under it
+     * when the count moved). */
+    volatile uint32_t claims_seq;
     volatile int running;
     natlink_counters_t cnt[NATLINK_LINKS];
     natlink_rx_ring_t rx[NATLINK_LINKS];
@@ -140,6 +148,17 @@ int natlink_stop(natlink_t *nl);
 
 /* The WAN address changed (DHCP): rules 2 and 3 follow it from the next packet. */
 void natlink_set_wan_addr(natlink_t *nl, const uint8_t addr[4]);
+
+/* The router's claims changed while it runs (a port forward added): cfg's tcp, udp,
+ * icmp and lan_dhcp take effect from the next packet (its netifs and wan_addr are not
+ * read). Any thread; never blocks on lwIP. 0, or -1 (bad ranges: nothing changes). */
+int natlink_set_claims(natlink_t *nl, const natlink_config_t *cfg);
+
+/* From an application thread: wrap again the input of a netif its driver removed and
+ * added back while natlink runs (ESP-IDF does when an access point's settings change:
+ * netif_add() sets input to tcpip_input). The number of netifs wrapped again (0: none
+ * had lost it), or -1 when natlink is not running. */
+int natlink_rehook(natlink_t *nl);
 
 /* Consumer: copy the oldest packet claimed on `link` (the bare IPv4 packet, Ethernet
  * header and padding removed) into buf. Its length; 0 if none; -1 if cap is too small

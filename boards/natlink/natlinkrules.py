@@ -4,7 +4,7 @@
 # esp32board.py, frozen in) and the lwIP host board (lwip_host/lwiprules.py), which add
 # their own limits. Runs on MicroPython and CPython; slow path only.
 
-LWIP_EPHEMERAL = 0xC000  # TCP/UDP_LOCAL_PORT_RANGE_START in lwIP 2.1.3 and esp-lwip
+LWIP_EPHEMERAL = 0xC000  # TCP/UDP_LOCAL_PORT_RANGE_START in lwIP 2.1/2.2 and esp-lwip
 DHCP_CLIENT = 68         # lwIP's DHCP client: natlink never claims it
 
 DEFAULTS = {"ports": {"first": 1024, "last": LWIP_EPHEMERAL - 1}}
@@ -23,18 +23,21 @@ def merge(ranges):
 
 
 def claims(cfg):
-    """{"tcp": [...], "udp": [...], "icmp": [...]}: the ports (ICMP ids) natlink claims
-    on the WAN address for the router. TCP/UDP 0..1023 (the router maps client ports
-    below 1024 there; port 0 it drops and counts, where lwIP would answer), the NAT
-    range, each port forward; UDP 68 stays lwIP's. Every ICMP query id: lwIP answers
-    pings itself and pings nobody. Ports from 0xC000 up are lwIP's own (check() keeps
-    the NAT range and the forwards below)."""
+    """{"tcp": [...], "udp": [...], "icmp": [...], "dhcp": bool}: what natlink claims
+    for the router (natlink.start's and natlink.claim's keywords). On the WAN address the
+    ports (ICMP ids): TCP/UDP 0..1023 (the router maps client ports below 1024 there;
+    port 0 it drops and counts, where lwIP would answer), the NAT range, each port
+    forward; UDP 68 stays lwIP's. Every ICMP query id: lwIP answers pings itself and
+    pings nobody. Ports from 0xC000 up are lwIP's own (check() keeps the NAT range and
+    the forwards below). dhcp: the LAN's DHCP requests, when the configuration enables
+    DHCP (the router's own server serves the LAN on every natlink board)."""
     first, last = cfg["ports"]["first"], cfg["ports"]["last"]
     tcp = [(0, 1023), (first, last)]
     udp = [(0, DHCP_CLIENT - 1), (DHCP_CLIENT + 1, 1023), (first, last)]
     for f in cfg["forwards"]:
         (tcp if f["proto"] == "tcp" else udp).append((f["port"], f["port"]))
-    return {"tcp": merge(tcp), "udp": merge(udp), "icmp": [(0, 0xFFFF)]}
+    return {"tcp": merge(tcp), "udp": merge(udp), "icmp": [(0, 0xFFFF)],
+            "dhcp": cfg["dhcp"]["enabled"]}
 
 
 def check(cfg, problems, max_ranges, mtu_max):

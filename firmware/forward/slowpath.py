@@ -9,7 +9,7 @@
 from collections import namedtuple
 
 import nat
-from nat.checksum import fold, put16, sum16
+from nat.checksum import fold, get16, put16, sum16
 from compat import const
 from .icmp import ErrorBuilder, echo_reply_in_place, TIME_EXCEEDED, UNREACHABLE, FRAG_NEEDED
 from .portgen import PortGen
@@ -194,15 +194,19 @@ class SlowPath:
             s.counters[_C_DROPPED_TO_ROUTER] += 1
 
     def _dhcp_request(self):
-        """Hand a DHCP message to the server; send its reply from the LAN address, port
-        67 (RFC 2131 4.1). A reply meant for a MAC the link cannot frame to (a client
-        with no address yet) is broadcast, which clients accept."""
+        """Hand a DHCP message (the UDP length's, whether its checksum holds) to the
+        server; send its reply from the LAN address, port 67 (RFC 2131 4.1). A reply
+        meant for a MAC the link cannot frame to (a client with no address yet) is
+        broadcast, which clients accept."""
         s = self._s
         buf, f = s.buf, s.fields
-        start = f[_F_L4] + 8
+        l4 = f[_F_L4]
+        ulen = get16(buf, l4 + 4)  # parse checked 8 <= ulen <= what the IP length holds
+        # RFC 768: a checksum of 0 means none was sent
+        ok = not get16(buf, l4 + 6) or _udp_sum(buf, l4, ulen) == 0xFFFF
         pkt = self._dhcp_reply
-        n = self.dhcp.handle(memoryview(buf)[start:f[_F_LEN]], f[_F_LEN] - start,
-                             memoryview(pkt)[28:])
+        n = self.dhcp.handle(memoryview(buf)[l4 + 8:l4 + ulen], ulen - 8,
+                             memoryview(pkt)[28:], ok)
         if not n:
             s.counters[_C_DROPPED_TO_ROUTER] += 1
             return
@@ -474,9 +478,15 @@ def _udp_header(pkt, src_hi, src_lo, dst_hi, dst_lo, sport, dport, n):
     put16(pkt, 20, sport)
     put16(pkt, 22, dport)
     put16(pkt, 24, 8 + n)
-    # RFC 768: the pseudo-header (addresses, protocol, UDP length) counts in the checksum.
-    s = fold(sum16(pkt, 12, 20) + _UDP + 8 + n + sum16(pkt, 20, 28 + n)) ^ 0xFFFF
+    s = _udp_sum(pkt, 20, 8 + n) ^ 0xFFFF
     put16(pkt, 26, s or 0xFFFF)
+
+
+def _udp_sum(pkt, l4, ulen):
+    """The one's complement sum of the UDP datagram at pkt[l4:l4 + ulen] behind the IPv4
+    header at pkt[0:] and its pseudo-header (addresses, protocol, UDP length: RFC 768);
+    0xFFFF when the checksum in it is right."""
+    return fold(sum16(pkt, 12, 20) + _UDP + ulen + sum16(pkt, l4, l4 + ulen))
 
 
 def _single_host(first_byte):

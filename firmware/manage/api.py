@@ -57,7 +57,10 @@ def _status(r):
         del counters["flows_" + name], counters["capacity_" + name]
     out["counters"] = counters
     if r.dhcp is not None:
-        out["dhcp"] = dict(r.dhcp.counters(), leases=len(r.dhcp.leases()))
+        leases = r.dhcp.leases()
+        out["dhcp"] = dict(r.dhcp.counters(), leases=len(leases), table=r.dhcp.pool.cap)
+        for state in ("offered", "bound", "declined"):
+            out["dhcp"][state] = len([x for x in leases if x["state"] == state])
     links = getattr(runner.board, "counters", None)
     if links is not None:
         out["links"] = links()
@@ -113,7 +116,9 @@ def pending():
 
 
 def leases():
-    """The DHCP server's leases (mac, addr, remaining, static, state), or []."""
+    """The DHCP server's table as a person wants to see it: offered, bound and declined
+    addresses, then the static leases: [{"mac", "addr", "state", "remaining" (s),
+    "static"}], or []."""
     r = _router()
     return r.call(lambda: r.dhcp.leases() if r.dhcp is not None else [])
 
@@ -184,10 +189,26 @@ def apply():
 
 
 def save(path=None):
-    """Write the edited configuration to the board's flash (atomically). Returns the path."""
+    """Write the edited configuration to the board's flash (atomically), and the DHCP
+    leases if they changed since they were last written. Returns the path."""
     path = path or runner.config_path
     config.save(path, _current())
+    r = _router()
+    if r.dhcp is not None:
+        r.call(r.dhcp.flush)
     return {"saved": path, "pending": pending()}
+
+
+def reset():
+    """Back to the defaults: natrouter.json rewritten with them (the configuration it
+    held kept beside it, config.reset), changes not yet applied dropped, and the router
+    restarted with the defaults. Returns {"saved": path, "kept": the copy or None}."""
+    global _edited
+    path = runner.config_path
+    kept = config.reset(path)
+    _edited = None
+    runner.restart(config.load(path)[0])
+    return {"saved": path, "kept": kept}
 
 
 # ---- helpers
@@ -203,12 +224,20 @@ def _take(edited):
     if any(k in _RESTART_KEYS for k in changed):
         _edited = new
         return {"applied": [], "pending": changed}
-    dhcp = r.dhcp
-    if "dhcp" in changed or "dns" in changed:
-        dhcp = runner.make_dhcp(cfg)
-    r.call(r.reconfigure, cfg, dhcp)
+    r.call(_reconfigure, r, cfg, "dhcp" in changed or "dns" in changed)
+    runner.reconfigured(cfg)  # the board follows: natlink claims a new forward's port
     _edited = None
     return {"applied": changed, "pending": []}
+
+
+def _reconfigure(r, cfg, new_dhcp):
+    """On the router's thread: a new DHCP server reads the leases the old one wrote."""
+    dhcp = r.dhcp
+    if new_dhcp:
+        if dhcp is not None:
+            dhcp.flush()
+        dhcp = runner.make_dhcp(cfg)
+    r.reconfigure(cfg, dhcp)
 
 
 def _put(cfg, key, value):

@@ -20,8 +20,9 @@
 #
 # "wan.mode" is "static" (the addresses are the WAN's) or "dhcp" (the board asks for a
 # lease; the addresses only stand in until one comes); a file without it takes the
-# default's. "wifi" holds the Wi-Fi boards' settings (access point, station), unused
-# elsewhere. A board may change the defaults and add its own checks (board_rules()).
+# default's. "wifi" holds the Wi-Fi boards' settings (access point, station: wifi.py),
+# unused elsewhere. A board may change the defaults, add keys and sections of its own and
+# its own checks (board_rules()). reset() goes back to the defaults, keeping a copy.
 import json
 
 import nat
@@ -30,6 +31,7 @@ from nat.table import TIMEOUTS
 from services import dhcp_config
 from . import store
 from .validation import Bad, Problems, is_int
+from .wifi import validate as _wifi
 
 DEFAULT_PATH = "natrouter.json"
 TABLE_MAX = 8192
@@ -57,8 +59,10 @@ def defaults():
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
     for key, value in _board["defaults"].items():
-        if isinstance(value, dict):
-            d[key].update(value)
+        if isinstance(value, dict):  # over a section, or a section of the board's own
+            d[key] = dict(d.get(key, {}))
+            for k, v in value.items():
+                d[key][k] = list(v) if isinstance(v, list) else v
         else:
             d[key] = list(value) if isinstance(value, list) else value
     lan = d["lan"]
@@ -70,7 +74,9 @@ def defaults():
 # is loaded): defaults {section: {key: value}} laid over the ones above (e.g. table sizes
 # that fit its heap), and check(cfg, problems), run last by validate() on the validated
 # cfg: it adds one sentence naming the key per problem (problems.add(wrong, instead)) and
-# leaves in cfg what is used instead, as validate() does.
+# leaves in cfg what is used instead, as validate() does. Keys and sections of the
+# board's own (in its defaults, not above: e.g. "wifi.sta_mac", "recovery") reach check()
+# as the file gives them, for it to judge.
 _board = {"defaults": {}, "check": None}
 
 
@@ -89,6 +95,23 @@ def load(path=DEFAULT_PATH):
     said = [problem] if problem else []
     said += problems
     return cfg, ["%s: %s" % (path, p) for p in said]
+
+
+RESET_KEPT = ".before-reset"   # where reset() keeps the configuration it replaces
+
+
+def reset(path=DEFAULT_PATH):
+    """Back to the defaults (the board's included): the file's configuration, if it held
+    one, is kept as path + RESET_KEPT first (a power cut leaves the old file or the
+    defaults, whole, and the copy), then the defaults are written. Returns the copy's
+    path, or None when there was nothing to keep."""
+    raw, _ = store.load_json(path)
+    kept = None
+    if raw is not None:
+        kept = path + RESET_KEPT
+        store.save_json(kept, raw)
+    save(path, validate(defaults())[0])
+    return kept
 
 
 def save(path, cfg):
@@ -172,6 +195,14 @@ def validate(raw, strict=False):
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],
                                        problems)[0]
     cfg["wifi"] = _wifi(raw.get("wifi", d["wifi"]), d["wifi"], problems)
+    for key, value in d.items():  # the board's own sections
+        if key not in cfg:
+            sec = raw.get(key, value)
+            if not isinstance(sec, dict):
+                problems.add("%s: must be an object with %s" % (key, ", ".join(value)),
+                             "using defaults")
+                sec = {}
+            cfg[key] = dict(value, **sec)
     if _board["check"] is not None:
         _board["check"](cfg, problems)
     return cfg, problems
@@ -348,41 +379,6 @@ def _flag(raw, key, d, problems):
         return v
     problems.add("%s: %r must be true or false" % (key, v), "using %s" % json.dumps(d[key]))
     return d[key]
-
-
-def _wifi(sec, default, problems):
-    out = dict(default)
-    if not isinstance(sec, dict):
-        problems.add("wifi: must be an object with %s" % ", ".join(default), "using defaults")
-        return out
-    for k in sec:
-        if k not in default:
-            problems.add("wifi.%s: unknown key" % k, "ignored")
-    for k in default:
-        if k not in sec:
-            continue
-        v = sec[k]
-        if k.endswith("_ssid"):
-            n = len(v.encode()) if isinstance(v, str) else -1
-            ok = (1 if k == "ap_ssid" else 0) <= n <= 32
-            wrong = "%r must be a name of %s32 bytes" % (v, "1.." if k == "ap_ssid" else "up to ")
-        elif k.endswith("_key"):  # never echoed: it is a password
-            ok = isinstance(v, str) and (v == "" or (8 <= len(v) <= 63 and all(
-                " " <= c <= "~" for c in v)) or (len(v) == 64 and all(
-                c in "0123456789abcdefABCDEF" for c in v)))
-            wrong = ("must be empty (an open network), a passphrase of 8..63 printable ASCII "
-                     "characters or 64 hex digits")
-        else:
-            hi = 13 if k == "ap_channel" else 10
-            ok = is_int(v) and 1 <= v <= hi
-            wrong = "%r must be an integer 1..%d" % (v, hi)
-        if ok:
-            out[k] = v
-        else:
-            problems.add("wifi.%s: %s" % (k, wrong),
-                         "using the default" if k.endswith("_key") else "using %s" % json.dumps(
-                             default[k]))
-    return out
 
 
 def _forwards(raw, lan, problems):

@@ -30,6 +30,9 @@ class Runner:
                 return self.router
             self.board = board
             self.config_path = path or getattr(board, "CONFIG_PATH", config.DEFAULT_PATH)
+            boot = getattr(board, "boot", None)
+            if boot is not None:  # before the configuration is read (a reset button)
+                boot(self.config_path)
             cfg, problems = config.load(self.config_path)
             for msg in problems:
                 print("natrouter: config:", msg)
@@ -41,7 +44,7 @@ class Runner:
 
     def restart(self, cfg):
         """Stop forwarding, then forward again with cfg (validated): the links reopen with
-        its addresses and MTU, the flow table starts empty."""
+        its addresses and MTU, the flow table starts empty, the DHCP leases are kept."""
         self._need_start()
         with self._lock:
             self._stop()
@@ -49,10 +52,17 @@ class Runner:
             return self.router
 
     def stop(self):
-        """Stop forwarding and wait for the router's loop to end."""
+        """Stop forwarding, wait for the router's loop to end, write the DHCP leases."""
         self._need_start()
         with self._lock:
             self._stop()
+
+    def reconfigured(self, cfg):
+        """The running router took cfg's live parts (manage.api): the board follows
+        (board.reconfigure, optional: e.g. what natlink claims for the port forwards)."""
+        follow = getattr(self.board, "reconfigure", None)
+        if follow is not None:
+            follow(cfg)
 
     def make_dhcp(self, cfg):
         """The DHCP server for the LAN, when the configuration enables it and the board
@@ -72,6 +82,13 @@ class Runner:
         if self.router is not None:
             self.router.stop()
             self.router.join()
+            if self.router.dhcp is not None:  # its loop has ended: nobody else writes
+                self.router.dhcp.flush()      # the leases a batch still holds
+            # The old tables go before the new ones are made: a board's heap need not
+            # hold both (on an ESP32 it would grow into what lwIP needs).
+            self.router = None
+            import gc
+            gc.collect()
 
     def _launch(self, cfg):
         board = self.board

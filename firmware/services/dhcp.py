@@ -3,10 +3,15 @@
 #
 #   srv = dhcp.DhcpServer(cfg, "192.168.4.1", "255.255.255.0", dns=["9.9.9.9"],
 #                         store=dhcp.LeaseFile(p))
-#   n = srv.handle(msg, len_msg, out)  # out: preallocated bytearray, >= 576 bytes
+#   n = srv.handle(msg, len_msg, out, checksum_ok)  # out: preallocated, >= 576 bytes
 #   if n: send out[0:n] from lan_addr:67 per srv.reply_dst = (ip, port, broadcast, mac)
-#   srv.tick()                          # now and then: expires leases, keeps the clock
+#   srv.tick()            # every second or so: expires leases, writes them when due
+#   srv.flush()           # write the leases now if they changed (planned restart, save)
 #   srv.counters(), srv.leases()        # for the REPL
+#
+# Under pressure (floods of DISCOVERs, exhaustion by REQUESTs, DECLINE abuse, flash
+# wear) it keeps the rules told in services/README.md; every message dropped is counted
+# by its reason (COUNTERS).
 #
 # reply_dst (RFC 2131 4.1): broadcast True -> 255.255.255.255:68 to ff:ff:ff:ff:ff:ff;
 # mac set -> a unicast to a client that has no address yet, so it cannot answer ARP:
@@ -22,16 +27,16 @@
 # servers to hand out (the configuration's "dns"; none: the router's address).
 # Pure Python for CPython and MicroPython (unix, ESP32, 32-bit WASI). It may allocate
 # per message (a slow path), but its tables are made once and never grow.
-# Beside it: dhcp_msg (the wire format), dhcp_leases (pool, lease table, LeaseFile),
-# dhcp_config (validate).
+# Beside it: dhcp_msg (the wire format), dhcp_leases (pool, lease table) with
+# dhcp_declines, dhcp_file (what a reboot remembers, LeaseFile), dhcp_config (validate).
 # Not done: ping before offering (a conflict comes back as DHCPDECLINE), option
 # overload (52) and long-option concatenation (RFC 3396), relay agent options (82),
 # pools for other subnets (relayed requests are served only if giaddr is on the LAN).
 from nat.addr import ip
 from nat.clock import Clock
 from .dhcp_config import validate, ip_bytes
-from .dhcp_leases import (Pool, LeaseFile, client_key, OFFERED, BOUND, FREE,
-                         DECLINED)
+from .dhcp_file import LeaseFile, dump, restore
+from .dhcp_leases import Pool, client_key, key_hash
 from .dhcp_msg import (Message, tlv, zero4, begin, put, put_params, finish, destination,
                       DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE, INFORM, MALFORMED,
                       NOT_REQUEST, MIN_MMS, O50, O54, O61)
@@ -39,28 +44,37 @@ from .dhcp_msg import (Message, tlv, zero4, begin, put, put_params, finish, dest
 __all__ = ("COUNTERS", "DhcpServer", "LeaseFile", "validate")
 
 LEASES_PATH = "dhcp_leases.json"  # where a board keeps the leases (board.LEASES_PATH may say)
-OFFER_S = 60        # an offer is held this long for the client's DHCPREQUEST
+OFFER_S = 10        # an offer is held this long, unless another client needs the address
 DECLINE_S = 600     # a declined address is kept from everyone this long
+SAVE_S = 60         # the lease file is written at most once in this many seconds
 
 COUNTERS = (
-    "received",           # messages handed to handle()
-    "offers",             # DHCPOFFER sent
-    "acks",               # DHCPACK sent for a DHCPREQUEST
-    "naks",               # DHCPNAK sent
-    "informs",            # DHCPACK sent for a DHCPINFORM
-    "releases",           # leases ended by DHCPRELEASE
-    "declines",           # addresses set aside after DHCPDECLINE
-    "no_address",         # DHCPDISCOVER unanswered: pool or table full
-    "ignored",            # well formed, not for us: replies, other servers' clients...
-    "dropped_malformed",  # too short, not Ethernet, bad cookie or options, no type...
-    "dropped_unknown",    # a message type a client does not send to a server
-    "saves",              # leases written to the store
-    "save_errors",        # ... failed
-    "errors",             # exceptions caught in handle() (last_error has the latest)
+    "received",              # messages handed to handle()
+    "offers",                # DHCPOFFER sent
+    "acks",                  # DHCPACK sent for a DHCPREQUEST
+    "naks",                  # DHCPNAK sent
+    "informs",               # DHCPACK sent for a DHCPINFORM
+    "releases",              # leases ended by DHCPRELEASE
+    "declines",              # addresses set aside after DHCPDECLINE
+    "no_address",            # DHCPDISCOVER unanswered: every address bound, none stale
+    "ignored",               # well formed, not for us: replies, other subnets' relays...
+    "dropped_malformed",     # too short, not Ethernet, bad cookie or options, no type...
+    "dropped_unknown",       # a message type a client does not send to a server
+    "dropped_checksum",      # a bad UDP checksum (RFC 1122 4.1.3.4: discard silently)
+    "dropped_address",       # the reply would go to no LAN host: ciaddr or giaddr the
+                             # network's, the broadcast, the router's own or off the LAN
+    "dropped_other_server",  # a REQUEST, DECLINE or RELEASE for another server
+    "taken_free",            # remembered addresses given to another client
+    "taken_offers",          # offers given to another client before their REQUEST
+    "taken_stale",           # stale bindings given to another client
+    "saves",                 # leases written to the store (at most once per SAVE_S)
+    "save_errors",           # ... failed
+    "errors",                # exceptions caught in handle() (last_error has the latest)
 )
 _RECEIVED, _OFFERS, _ACKS, _NAKS, _INFORMS, _RELEASES, _DECLINES = 0, 1, 2, 3, 4, 5, 6
-_NO_ADDRESS, _IGNORED, _MALFORMED, _UNKNOWN, _SAVES, _SAVE_ERRORS, _ERRORS = (
+_NO_ADDRESS, _IGNORED, _MALFORMED, _UNKNOWN, _CHECKSUM, _ADDRESS, _OTHER = (
     7, 8, 9, 10, 11, 12, 13)
+_TAKEN, _SAVES, _SAVE_ERRORS, _ERRORS = 14, 17, 18, 19
 
 
 class DhcpServer:
@@ -86,51 +100,74 @@ class DhcpServer:
         self.reply_dst = None
         self.last_error = None
         self._now()
+        self._written = self.now - SAVE_S  # the first change is written at once
         if store is not None:
             try:
-                self.pool.restore(store.load(), self.now)
+                restore(self.pool, store.load(), self.now)
             except Exception as e:  # a bad store must not stop the LAN from booting
                 self.last_error = repr(e)
+        self.pool.dirty = False
 
     # ---- for the REPL and the router
 
     def counters(self):
-        return dict(zip(COUNTERS, self._c))
+        d = dict(zip(COUNTERS, self._c))
+        for k in range(3):
+            d[COUNTERS[_TAKEN + k]] = self.pool.taken[k]
+        return d
 
     def leases(self):
-        """[{"mac", "addr", "remaining" (s), "static", "state"}] as of the last tick."""
+        """[{"mac", "addr", "remaining" (s), "static", "state"}] as of the last tick:
+        offered, bound and declined addresses, then the static leases."""
         return self.pool.leases(self.now)
 
     def tick(self):
-        """Expire what has ended. Call it now and then (each router loop, or every few
-        seconds): the default clock must be read at least every few days to stay right."""
-        self._now()
+        """Expire what has ended, write the leases if they changed and SAVE_S have
+        passed. Call it every second or so (the router's chores do): the default clock
+        must be read at least every few days to stay right."""
+        self._persist(self._now())
+
+    def flush(self):
+        """Write the leases now if they changed (before a planned restart, at save)."""
+        if self.pool.dirty:
+            self._write(self._now())
 
     def _now(self):
         now = self.now = self.clock()
         self.pool.expire(now)
         return now
 
-    def _save(self, now):
-        # Only on a new binding, a release or a decline, never on a renewal: each save
-        # rewrites a file, and flash wears out.
+    def _persist(self, now):
+        # Only when a binding began or ended, never for a renewal or an offer, and at
+        # most once per SAVE_S: each write rewrites a file, and flash wears out.
+        if self.pool.dirty and now - self._written >= SAVE_S:
+            self._write(now)
+
+    def _write(self, now):
+        self._written = now
         if self.store is None:
+            self.pool.dirty = False
             return
         try:
-            self.store.save(self.pool.dump(now))
+            self.store.save(dump(self.pool, now))
+            self.pool.dirty = False
             self._c[_SAVES] += 1
-        except Exception as e:
+        except Exception as e:  # tried again SAVE_S later
             self._c[_SAVE_ERRORS] += 1
             self.last_error = repr(e)
 
     # ---- messages
 
-    def handle(self, msg, n, out):
-        """msg[0:n]: one UDP payload received on port 67. Writes the reply into out and
-        returns its length (then reply_dst says where it goes), or 0: no reply."""
+    def handle(self, msg, n, out, checksum_ok=True):
+        """msg[0:n]: one UDP payload received on port 67 (checksum_ok: its UDP checksum
+        was right or absent). Writes the reply into out and returns its length (then
+        reply_dst says where it goes), or 0: no reply."""
         self.reply_dst = None
         self._c[_RECEIVED] += 1
         if not self.enabled:
+            return 0
+        if not checksum_ok:
+            self._c[_CHECKSUM] += 1  # RFC 1122 4.1.3.4: discarded silently
             return 0
         try:
             if len(out) < MIN_MMS - 28:
@@ -149,28 +186,42 @@ class DhcpServer:
             self._c[_MALFORMED if t == MALFORMED else
                     _IGNORED if t == NOT_REQUEST else _UNKNOWN] += 1
             return 0
-        if not zero4(msg, 24) and self.pool.host_at(msg, 24) < 0:
+        pool = self.pool
+        if not zero4(msg, 24) and pool.host_at(msg, 24) < 0:
             self._c[_IGNORED] += 1  # relayed from another subnet: no pool for it
+            return 0
+        # RFC 2131 4.1: replies go to giaddr, else to ciaddr (a REQUEST's only when it
+        # is the address bound, a NAK is broadcast); no LAN host there: no reply, which
+        # would reach nobody, or the router itself.
+        if ((not zero4(msg, 24) and pool.lan_host(msg, 24) < 0)
+                or ((t == DISCOVER or t == INFORM) and pool.lan_host(msg, 12) < 0
+                    and not (t == DISCOVER and zero4(msg, 12)))):
+            self._c[_ADDRESS] += 1
             return 0
         now = self._now()
         chaddr = bytes(msg[28:34])
         a = m.at[O61]
         key = client_key(chaddr, None if a < 0 else bytes(msg[a:a + m.ln[O61]]))
-        s = self.pool.static_of(chaddr)  # static leases go by MAC, whatever the id
-        if t == DISCOVER:
-            return self._discover(msg, out, now, key, chaddr, s)
-        if t == REQUEST:
-            return self._request(msg, out, now, key, chaddr, s)
+        kh = key_hash(key)
+        s = pool.static_of(chaddr)  # static leases go by MAC, whatever the id
         if t == INFORM:
-            return self._inform(msg, out)
-        if self._server_id(msg) < 0:  # addressed to another server
-            self._c[_IGNORED] += 1
-            return 0
-        if t == RELEASE:
-            self._release(msg, now, key, s)
+            self._c[_INFORMS] += 1  # RFC 2131 4.3.5: the configuration, no lease
+            return self._reply(msg, out, ACK, -1)
+        if t == DISCOVER:
+            n = self._discover(msg, out, now, key, kh, chaddr, s)
+        elif self._server_id(msg) < 0:  # addressed to another server
+            if t == REQUEST:  # RFC 2131 4.3.2: it took another server's offer
+                pool.drop_offer(key, kh, now)
+            self._c[_OTHER] += 1
+            n = 0
+        elif t == REQUEST:
+            n = self._request(msg, out, now, key, kh, chaddr, s)
+        elif t == RELEASE:
+            n = self._release(msg, now, key, kh, s)
         else:
-            self._decline(msg, now, key)
-        return 0
+            n = self._decline(msg, now, key, kh)
+        self._persist(now)
+        return n
 
     def _server_id(self, msg):
         """1 if the message names us as its server, 0 if it names none, -1 another."""
@@ -184,38 +235,30 @@ class DhcpServer:
         a = self._m.at[O50]
         return -2 if a < 0 else self.pool.host_at(msg, a)
 
-    def _discover(self, msg, out, now, key, chaddr, s):
+    def _discover(self, msg, out, now, key, kh, chaddr, s):
         if s >= 0:
             h = self.pool.s_host[s]
         else:
-            h = self.pool.offer(key, chaddr, self._requested(msg), now, OFFER_S)
+            h = self.pool.offer(key, kh, chaddr, self._requested(msg), now, OFFER_S)
             if h < 0:  # RFC 2131 4.3.1: the server may choose not to answer
                 self._c[_NO_ADDRESS] += 1
                 return 0
         self._c[_OFFERS] += 1
         return self._reply(msg, out, OFFER, h)
 
-    def _request(self, msg, out, now, key, chaddr, s):
+    def _request(self, msg, out, now, key, kh, chaddr, s):
         """RFC 2131 4.3.2: SELECTING (our server id), INIT-REBOOT (requested address,
         no server id), RENEWING/REBINDING (ciaddr)."""
         pool = self.pool
-        sid = self._server_id(msg)
-        if sid < 0:  # the client took another server's offer: ours is free again
-            pool.drop_offer(key, now)
-            self._c[_IGNORED] += 1
-            return 0
         want = self._requested(msg)
-        if sid or (want != -2 and zero4(msg, 12)):
-            init_reboot = not sid
-        elif not zero4(msg, 12):
-            init_reboot = False
+        init_reboot = False
+        if not zero4(msg, 12):  # table 4: only RENEWING and REBINDING fill in ciaddr
             want = pool.host_at(msg, 12)
-        else:
+        elif want == -2:
             self._c[_MALFORMED] += 1  # no address asked for at all
             return 0
-        if want == -2:
-            self._c[_MALFORMED] += 1  # SELECTING without the requested address
-            return 0
+        else:
+            init_reboot = not self._server_id(msg)
         if want < 0:  # the client is on the wrong network
             return self._nak(msg, out)
         if s >= 0:
@@ -223,17 +266,14 @@ class DhcpServer:
                 return self._nak(msg, out)
             pool.bind_static(s, now)
         else:
-            slot = pool.find(key)
+            slot = pool.find(key, kh)
             if init_reboot and slot < 0:
                 self._c[_IGNORED] += 1  # no record of it: MUST remain silent
                 return 0
             if init_reboot and pool.host[slot] != want:
                 return self._nak(msg, out)
-            new = pool.bind(key, chaddr, want, now)
-            if new < 0:
+            if pool.bind(key, kh, chaddr, want, now) < 0:
                 return self._nak(msg, out)
-            if new:
-                self._save(now)
         self._c[_ACKS] += 1
         return self._reply(msg, out, ACK, want)
 
@@ -241,15 +281,7 @@ class DhcpServer:
         self._c[_NAKS] += 1
         return self._reply(msg, out, NAK, -1)
 
-    def _inform(self, msg, out):
-        # RFC 2131 4.3.5: the configuration without a lease, to ciaddr.
-        if zero4(msg, 12) or self.pool.host_at(msg, 12) < 0:
-            self._c[_IGNORED] += 1
-            return 0
-        self._c[_INFORMS] += 1
-        return self._reply(msg, out, ACK, -1)
-
-    def _release(self, msg, now, key, s):
+    def _release(self, msg, now, key, kh, s):
         pool = self.pool
         h = pool.host_at(msg, 12)  # the address released is in ciaddr
         if s >= 0:
@@ -257,22 +289,20 @@ class DhcpServer:
             if done:
                 pool.unbind_static(s)
         else:
-            done = pool.end(key, h, now, (BOUND,), FREE)
-            if done:
-                self._save(now)
+            done = pool.release(key, kh, h, now)
         self._c[_RELEASES if done else _IGNORED] += 1
+        return 0
 
-    def _decline(self, msg, now, key):
+    def _decline(self, msg, now, key, kh):
         h = self._requested(msg)
         if h == -2:
             self._c[_MALFORMED] += 1  # RFC 2131 4.4.1: it MUST carry the address
-            return
-        # A static address in use by another host is for the administrator to fix:
-        # static clients have no entry here, so nothing is set aside.
-        done = self.pool.end(key, h, now, (OFFERED, BOUND), DECLINED, DECLINE_S)
-        if done:
-            self._save(now)
+            return 0
+        # Only the address the client holds. A static address in use by another host is
+        # for the administrator to fix: static clients have no entry here.
+        done = self.pool.decline(key, kh, h, now, DECLINE_S)
         self._c[_DECLINES if done else _IGNORED] += 1
+        return 0
 
     # ---- the reply
 

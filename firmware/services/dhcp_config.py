@@ -8,8 +8,12 @@
 # defaults without a problem. lan_addr/lan_mask are the LAN's validated dotted strings.
 #
 #   {"enabled": true, "first": <LAN .100>, "last": <LAN .199, clipped to the subnet>,
-#    "lease_s": 3600, "capacity": 32,
+#    "lease_s": 3600, "capacity": 0,
 #    "static": [{"mac": "aa:bb:cc:dd:ee:ff", "addr": "192.168.4.50"}]}
+#
+# capacity: the lease table's entries; 0 (the default) makes it the pool's size, so that
+# every address of the pool can be bound (at most CAPACITY_MAX); a smaller number saves
+# RAM and caps the clients served at once (services/README.md).
 #
 # The DNS servers it hands out are the configuration's top-level "dns" (dns_servers()).
 #
@@ -22,7 +26,7 @@ from manage.validation import Bad, Problems, is_int
 
 LEASE_MIN = 120             # shorter leases mostly make renewal traffic
 LEASE_MAX = 7 * 86400
-CAPACITY_MAX = 254
+CAPACITY_MAX = 254          # entries (a /24's every host); 0 in the config: the pool's size
 STATIC_MAX = 64
 DNS_MAX = 8                 # what fits in a 576-byte reply beside everything else
 
@@ -77,7 +81,7 @@ def default_pool(la, lm):
 def defaults(lan_addr, lan_mask):
     first, last = default_pool(ip(lan_addr), ip(lan_mask))
     return {"enabled": True, "first": ip_str(first), "last": ip_str(last), "lease_s": 3600,
-            "capacity": 32, "static": []}
+            "capacity": 0, "static": []}
 
 
 # ---- validation
@@ -128,7 +132,7 @@ def validate(raw, lan_addr, lan_mask, problems=None):
         cfg["enabled"] = True
     cfg["lease_s"] = _int(raw, "lease_s", LEASE_MIN, LEASE_MAX, d, problems,
                           " (2 minutes to 7 days)")
-    cfg["capacity"] = _int(raw, "capacity", 1, CAPACITY_MAX, d, problems, "")
+    cfg["capacity"] = _int(raw, "capacity", 0, CAPACITY_MAX, d, problems, " (0: the pool's size)")
     _pool(cfg, raw, d, lan, problems)
     cfg["static"] = _statics(raw.get("static", []), lan, problems)
     return cfg, problems

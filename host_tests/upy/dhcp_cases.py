@@ -155,11 +155,14 @@ def case_renew_and_rebind():
 
 def case_release_and_rediscover():
     store = MemStore()
-    srv, _ = server(store=store)
+    srv, clock = server(store=store)
     addr = dora(srv)
     assert send(srv, message(dhcp.RELEASE, ciaddr=addr,
                              options=((54, pktlib.addr(LAN)),)))[0] is None
-    assert srv.leases() == [] and srv.counters()["releases"] == 1 and store.saves == 2
+    assert srv.leases() == [] and srv.counters()["releases"] == 1 and store.saves == 1
+    clock.t += dhcp.SAVE_S  # the release is written with the next batch
+    srv.tick()
+    assert store.saves == 2 and store.data["leases"] == []
     assert dora(srv, MAC2) != addr  # a released address is remembered for its client
     assert dora(srv) == addr
 
@@ -261,9 +264,89 @@ def case_wide_subnets():
         assert [x["addr"] for x in srv.leases()] == [want, first]
 
 
+# ---- a hostile LAN (services/README.md: the rules; test_dhcp_hostile.py: more of them)
+
+SID = ((54, pktlib.addr(LAN)),)
+
+
+def flood_mac(i):
+    return bytes((2, 0, 0, 9, i >> 8, i & 0xFF))
+
+
+def case_flood_takes_offers_back():
+    srv, clock = server()  # 10 addresses, a table of 10
+    assert srv.pool.cap == 10
+    for i in range(300):
+        if i % 30 == 0:
+            clock.t += 1
+        assert send(srv, message(dhcp.DISCOVER, flood_mac(i)))[0] is not None, i
+    c = srv.counters()
+    assert c["no_address"] == 0 and c["taken_offers"] == 290, c
+    addr = dora(srv, MAC1)
+    r, _ = send(srv, message(dhcp.REQUEST, MAC1, ciaddr=addr))
+    assert r["opts"][53] == b"\x05" and len(srv.pool.state) == 10
+
+
+def case_stale_bindings_only():
+    srv, clock = server({"last": "192.168.4.101", "lease_s": 600})
+    dora(srv, MAC1)
+    clock.t += 100
+    b = dora(srv, MAC2)
+    clock.t += 374  # MAC1 idle 474 s (stale after 375), MAC2 374 s
+    assert dora(srv, MAC3) == "192.168.4.100"  # the stale one
+    assert send(srv, message(dhcp.DISCOVER, flood_mac(1)))[0] is None  # MAC2's is not
+    clock.t += 1
+    r, _ = send(srv, message(dhcp.DISCOVER, flood_mac(1)))
+    assert r["yiaddr"] == b and srv.counters()["taken_stale"] == 2
+
+
+def case_decline_rounds_bounded():
+    store = MemStore()
+    srv, clock = server(store=store)
+    for _ in range(12):
+        clock.t += 1
+        r, _ = send(srv, message(dhcp.DISCOVER, MAC1))
+        send(srv, message(4, MAC1, options=SID + ((50, pktlib.addr(r["yiaddr"])),)))
+    held = [x for x in srv.leases() if x["state"] == "declined"]
+    assert len(held) == 2 and srv.counters()["declines"] == 12 and store.saves == 0
+    assert len([i for i in range(srv.pool.cap) if srv.pool.state[i]]) == 1
+    assert dora(srv, MAC2) not in [x["addr"] for x in held]
+
+
+def case_writes_batched():
+    store = MemStore()
+    srv, clock = server(store=store)
+    for i in range(200):  # 100 s of DORA + RELEASE
+        if i % 2 == 0:
+            clock.t += 1
+            srv.tick()
+        a = dora(srv, flood_mac(i))
+        send(srv, message(dhcp.RELEASE, flood_mac(i), ciaddr=a, options=SID))
+    assert store.saves == 2 and srv.counters()["saves"] == 2, store.saves  # at 0 and 60 s
+    srv.flush()
+    assert store.saves == 3 and store.data["leases"] == []
+    srv.flush()
+    assert store.saves == 3
+
+
+def case_rfc_drops():
+    srv, _ = server()
+    msg = message(dhcp.DISCOVER)
+    assert srv.handle(msg, len(msg), bytearray(576), False) == 0
+    for m in (message(dhcp.INFORM, ciaddr=LAN), message(dhcp.INFORM, ciaddr="192.168.4.255"),
+              message(dhcp.INFORM, ciaddr="192.168.4.0"), message(dhcp.DISCOVER, giaddr=LAN),
+              message(dhcp.REQUEST, options=((54, pktlib.addr("192.168.4.9")),
+                                             (50, pktlib.addr("192.168.4.100"))))):
+        assert send(srv, m)[0] is None
+    c = srv.counters()
+    assert (c["dropped_checksum"], c["dropped_address"], c["dropped_other_server"]) == (1, 4, 1)
+    assert c["offers"] == 0 and c["errors"] == 0
+
+
 CASES = (case_dora, case_renew_and_rebind, case_release_and_rediscover, case_init_reboot,
          case_malformed, case_exhaustion, case_static, case_persist, case_client_ids,
-         case_wide_subnets)
+         case_wide_subnets, case_flood_takes_offers_back, case_stale_bindings_only,
+         case_decline_rounds_bounded, case_writes_batched, case_rfc_drops)
 
 
 def run_all():

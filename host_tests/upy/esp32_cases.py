@@ -41,9 +41,10 @@ def result(**kw):
     print("RESULT " + json.dumps(jsonable(kw)))
 
 
-def boot(cfg=None, leases=None, visible=None, wait_ms=300):
+def boot(cfg=None, leases=None, visible=None, wait_ms=300, window_ms=0):
     """A fresh board: fakes reset, natrouter.json written (when cfg), then the firmware's
-    own boot path (import main). Returns the running router."""
+    own boot path (import main). Returns the running router. window_ms: how long the
+    factory-reset button may still be pressed after boot (None: as the board says)."""
     network.reset()
     for who, held in (leases or {}).items():
         network.lease(who, held)
@@ -57,10 +58,18 @@ def boot(cfg=None, leases=None, visible=None, wait_ms=300):
     esp32board.SUPERVISOR = False          # the cases call supervise() themselves
     esp32board.ROUTER_STACK = 64 * 1024    # the unix port is 64-bit: bigger frames
     esp32board.WAN_WAIT_MS = wait_ms
+    esp32board.AP_SETTLE_MS = 0            # the fake's AP restarts at run_events()
     import board                           # noqa: F401  (setup() before the config loads)
+    if esp32board._board.button is not None and window_ms is not None:
+        esp32board._board.button.window_ms = window_ms   # no waiting at every boot
     import main                            # noqa: F401  runner.start(board)
     from manage.runner import runner
     return runner.router
+
+
+def supervise(now=None):
+    import esp32watch
+    return esp32watch.supervise(now)
 
 
 def starts():
@@ -149,9 +158,11 @@ def boot_calls(cfg=None):
     """What the boot path asked of the hardware and of natlink."""
     r = boot(cfg, leases={"eth": LEASE, "sta": LEASE}, visible={"upstream": "secret99"})
     from manage import config
+    d = r.cfg["dhcp"]
     result(network=network.CALLS, pins=machine.PINS, natlink=natlink.fake_log,
            built_with=network.LAN.built_with, running=r.is_running(),
-           cfg=config.to_file(r.cfg), links=[r.lan.name, r.lan.mtu, r.wan.name, r.wan.mtu])
+           cfg=config.to_file(r.cfg), links=[r.lan.name, r.lan.mtu, r.wan.name, r.wan.mtu],
+           dhcp_server=[d["first"], d["last"]] if r.dhcp is not None else None)
     r.stop()
 
 
@@ -173,6 +184,10 @@ def forward():
     out["forwarded"] = summary(w.get(natlink.LAN))
     w.put(natlink.LAN, pktlib.udp(LAN_HOST, "9.9.9.9", 5353, 53, payload=b"q"))
     out["udp"] = summary(w.get(natlink.WAN))
+    from esp32_recovery_cases import dhcp_packet, dhcp_reply   # the router's DHCP server
+    w.put(natlink.LAN, dhcp_packet(1, HOST_MAC, 77))
+    offer = dhcp_reply(w.get(natlink.LAN))
+    out["dhcp"] = offer[:3] if offer else None
     out["counters"] = r.counters()
     out["links"] = __import__("board").counters()
     r.stop()
@@ -224,7 +239,14 @@ def binding():
             refusals.append(type(e).__name__)
     out["refusals"] = refusals
     out["counters"] = sorted(natlink.counters(natlink.WAN))
+    natlink.claim(tcp=((0, 1023),), udp=(), icmp=(), dhcp=False)   # while running: taken
+    out["rehook"] = natlink.rehook()                               # nothing came back
     natlink.stop()
+    try:
+        natlink.claim(tcp=(), udp=(), icmp=())
+        out["claim_stopped"] = None
+    except OSError:
+        out["claim_stopped"] = "OSError"
     out["stopped"] = [lan_nic.input_is_lwip(), natlink.running(), repr(lan), lan.recv_into(buf)]
     w.put(natlink.LAN, pktlib.tcp(LAN_HOST, REMOTE, 40002, 80, flags=0x02))
     out["after_stop"] = natlink.pending(natlink.LAN)  # lwIP has its input back
@@ -286,23 +308,22 @@ def gil():
 def lease_later():
     """No lease at boot: natlink claims nothing on the WAN; the lease comes and the
     supervisor restarts the router with it; a new address restarts it again."""
-    import esp32board
     r = boot({"wifi": {"sta_ssid": "upstream", "sta_key": "secret99"}},
              visible={"upstream": "secret99"}, wait_ms=50)
     out = {"first": [r.cfg["wan"]["addr"], last_wan_addr()]}
-    out["quiet"] = esp32board.supervise()
+    out["quiet"] = supervise()
     who = "eth" if network.LAN._instance is not None else "sta"
     network.lease(who, LEASE)
-    out["came"] = esp32board.supervise()
+    out["came"] = supervise()
     from manage.runner import runner
     out["second"] = [runner.router.cfg["wan"]["addr"], runner.router.cfg["wan"]["gateway"],
                      last_wan_addr(), len(starts())]
-    out["same"] = esp32board.supervise()
+    out["same"] = supervise()
     network.lease(who, ("100.64.0.9", "255.192.0.0", "100.64.0.1"))
-    out["moved"] = esp32board.supervise()
+    out["moved"] = supervise()
     out["third"] = [runner.router.cfg["wan"]["addr"], runner.router.cfg["wan"]["mask"]]
     network.lease(who, ("192.168.4.77", "255.255.255.0", "192.168.4.254"))   # the LAN's
-    out["overlap"] = [esp32board.supervise(), esp32board.supervise()]
+    out["overlap"] = [supervise(), supervise()]
     out["kept"] = runner.router.cfg["wan"]["addr"]
     runner.router.stop()
     result(**out)
@@ -319,23 +340,27 @@ def static_wan():
 
 
 def live_changes():
-    """Changes made from the REPL (manage) reach the hardware: Wi-Fi and DHCP settings
-    at once through the supervisor, the rest through api.apply()'s restart."""
-    import esp32board
+    """Changes made from the REPL (manage) reach the hardware: the port forwards to
+    natlink's claims at once, the DHCP server at once, the access point's radio through a
+    restart of the router (the supervisor), the rest through api.apply()'s restart."""
     from manage import api
-    r = boot({"wifi": {"sta_ssid": "upstream", "sta_key": "secret99"}},
+    r = boot({"wifi": {"sta_ssid": "upstream", "sta_key": "secret99"},
+              "ports": {"first": 20000, "last": 29999}},
              leases={"eth": LEASE, "sta": LEASE}, visible={"upstream": "secret99"})
-    out = {"boot": esp32board.supervise()}
+    out = {"boot": supervise()}
     mark = len(network.CALLS), len(natlink.fake_log)
+    out["forward"] = api.add_forward("tcp", 2222, LAN_HOST, 22)
+    server = r.dhcp
+    out["set_dns"] = api.change({"dns": ["1.1.1.1", "9.9.9.9"], "dhcp.lease_s": 7200})
+    from manage.runner import runner
+    out["dhcp"] = [r.dhcp is not server and r.dhcp is not None, runner.router is r]
     out["set_key"] = api.set("wifi.ap_key", "a new key 42")
-    out["set_dns"] = api.change({"dns": ["1.1.1.1"], "dhcp.lease_s": 7200})
-    out["applied"] = esp32board.supervise()
-    out["again"] = esp32board.supervise()
+    out["applied"] = supervise()
+    out["again"] = supervise()
     out["calls"] = network.CALLS[mark[0]:]
     out["natlink"] = natlink.fake_log[mark[1]:]
     refused = []
-    for key, value in (("ports.last", 60000), ("dhcp.static", [{"mac": "02:00:00:00:00:09",
-                                                                 "addr": "192.168.4.9"}]),
+    for key, value in (("ports.last", 60000), ("recovery.watchdog_s", 5),
                        ("mtu", 9000), ("wifi.ap_key", "short")):
         try:
             api.set(key, value)
@@ -343,11 +368,11 @@ def live_changes():
         except ValueError as e:
             refused.append(str(e))
     out["refused"] = refused
+    r = runner.router
     old = r.lan
     mark = len(network.CALLS), len(natlink.fake_log)
     out["pending"] = api.set("table.tcp", 100)
     out["apply"] = api.apply()
-    from manage.runner import runner
     out["restart"] = [network.CALLS[mark[0]:], [e[0] for e in natlink.fake_log[mark[1]:]],
                       repr(old), runner.router.table.capacity(6), runner.router is not r]
     runner.router.stop()
@@ -356,16 +381,15 @@ def live_changes():
 
 def station():
     """The Wi-Fi-only board: no station network named yet, then one set from the REPL."""
-    import esp32board
     from manage import api
     r = boot(None, visible={"upstream": "secret99"}, wait_ms=50)
     out = {"calls": network.CALLS[:], "wan": r.cfg["wan"]["addr"]}
     mark = len(network.CALLS)
     api.change({"wifi.sta_ssid": "upstream", "wifi.sta_key": "secret99"})
-    out["applied"] = esp32board.supervise()
+    out["applied"] = supervise()
     out["joined"] = network.CALLS[mark:]
     network.lease("sta", LEASE)
-    out["leased"] = esp32board.supervise()
+    out["leased"] = supervise()
     from manage.runner import runner
     out["wan_after"] = runner.router.cfg["wan"]["addr"]
     out["channel"] = network.WLAN(network.WLAN.IF_AP).config("channel")
@@ -376,7 +400,7 @@ def station():
 def checks():
     """The board's configuration rules, through config.load at boot."""
     from manage import config
-    cfg = {"ports": {"first": 20000, "last": 65535}, "mtu": 9000, "dns": [],
+    cfg = {"ports": {"first": 20000, "last": 65535}, "mtu": 9000, "dns": ["192.0.2.53", "9.9.9.9"],
            "forwards": [{"proto": "tcp", "port": 50000, "to": LAN_HOST},
                         {"proto": "udp", "port": 68, "to": LAN_HOST},
                         {"proto": "tcp", "port": 8080, "to": LAN_HOST, "to_port": 80}]
@@ -395,10 +419,12 @@ def checks():
 def heap():
     """The router's heap on this board's defaults, for the 32-bit WASI build (where
     gc.collect() must never run, so every figure also counts the garbage made on the
-    way: an upper bound of what stays). imports: the firmware's modules and the
-    configuration (compiled from source here; frozen in flash on the ESP32, where only
-    their objects take heap); setup: board.open_links (with the fakes' own records);
-    router: building the Router (the flow table, buffers, counters)."""
+    way: an upper bound of what stays). imports: the firmware's modules, the board's and
+    the configuration (compiled from source here; frozen in flash on the ESP32, where
+    only their objects take heap); setup: board.open_links (with the fakes' own
+    records); dhcp: the LAN's DHCP server at the default pool (its lease table); router:
+    building the Router around it (the flow table, buffers, counters); watch: the
+    supervisor's module and state and the watchdog."""
     import gc
     t0 = gc.mem_alloc()
     network.reset()
@@ -409,15 +435,22 @@ def heap():
     from manage import config
     from manage.runner import runner
     from forward.router import Router
+    runner.board = board
     cfg = config.validate({})[0]
     t1 = gc.mem_alloc()
     lan, wan = board.open_links(cfg)
     t2 = gc.mem_alloc()
-    r = Router(cfg, lan, wan, wait=board.wait, dhcp=runner.make_dhcp(cfg))
+    dhcp = runner.make_dhcp(cfg)
     t3 = gc.mem_alloc()
+    r = Router(cfg, lan, wan, wait=board.wait, dhcp=dhcp)
+    t4 = gc.mem_alloc()
+    import esp32watch
+    esp32watch._state["wdt"] = machine.WDT(timeout=cfg["recovery"]["watchdog_s"] * 1000)
+    t5 = gc.mem_alloc()
     t = cfg["table"]
     result(table=t, flows=t["tcp"] + t["udp"] + t["icmp"], imports=t1 - t0, setup=t2 - t1,
-           router=t3 - t2, total=t3 - t1,
+           dhcp=t3 - t2, router=t4 - t3, watch=t5 - t4, total=t5 - t1,
+           dhcp_server=dhcp is not None, pool=[cfg["dhcp"]["first"], cfg["dhcp"]["last"]],
            capacity=[r.table.capacity(6), r.table.capacity(17), r.table.capacity(1)])
 
 

@@ -1,4 +1,4 @@
-"""Capture IPv4 frames on an interface (both ways) for a bounded time, inside a namespace.
+"""Capture IPv4 packets on an interface (Ethernet or TUN, both ways) for a bounded time, inside a namespace.
 
     capture.py IFNAME SECONDS
 
@@ -18,10 +18,10 @@ while True:
     left = end - time.monotonic()
     if left <= 0 or not select.select([s], [], [], left)[0]:
         break
-    f = s.recv(65535)
-    if f[12:14] != b"\x08\x00":
+    f, (_, proto, _, hatype, _) = s.recvfrom(65535)
+    if proto != 0x0800:
         continue
-    ip = f[14:]
+    ip = f[14:] if hatype == 1 else f  # Ethernet, or a TUN's bare IP (the PPP LAN's)
     hl = (ip[0] & 15) * 4
     sport = dport = 0
     if ip[9] in (6, 17):

@@ -20,10 +20,6 @@ from manage import config  # noqa: E402
 import lwiprules  # noqa: E402
 
 
-def _ranges(rs):
-    return ",".join("%d-%d" % r for r in rs)
-
-
 def argv(cfg_path, sock_dir, lan_tap, lan_mac, wan_tap, wan_mac):
     config.board_rules(lwiprules.DEFAULTS, lwiprules.check)
     cfg, problems = config.load(str(cfg_path))
@@ -35,7 +31,8 @@ def argv(cfg_path, sock_dir, lan_tap, lan_mac, wan_tap, wan_mac):
             "--lan", ",".join((lan_tap, lan_mac, lan["addr"], lan["mask"])),
             "--wan", ",".join((wan_tap, wan_mac, wan["addr"], wan["mask"], wan["gateway"])),
             "--lan-mtu", str(lan["mtu"]), "--wan-mtu", str(wan["mtu"]),
-            "--tcp", _ranges(c["tcp"]), "--udp", _ranges(c["udp"]), "--icmp", _ranges(c["icmp"])]
+            "--tcp", lwiprules.ranges_text(c["tcp"]), "--udp", lwiprules.ranges_text(c["udp"]), "--icmp", lwiprules.ranges_text(c["icmp"])
+            ] + (["--dhcp"] if c["dhcp"] else [])
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@
  *
  *   lwip_host --dir DIR --lan TAP,MAC,ADDR,MASK --wan TAP,MAC,ADDR,MASK,GATEWAY
  *             [--lan-mtu 1500] [--wan-mtu 1500]
- *             --tcp 0-1023,1024-49151 --udp 0-67,69-1023,1024-49151 --icmp 0-65535
+ *             --tcp 0-1023,1024-49151 --udp 0-67,69-1023,1024-49151 --icmp 0-65535 [--dhcp]
  *
+ * --dhcp: the firmware serves DHCP on the LAN; natlink claims the LAN's DHCP requests.
  * DIR holds the sockets: lan.host and wan.host (ours, bound here), lan.upy and wan.upy
- * (the firmware's), ctl (counters and ARP cache as JSON, for the REPL and the tests).
+ * (the firmware's), ctl (counters and ARP cache as JSON, for the REPL and the tests; and
+ * "claims tcp=R udp=R icmp=R dhcp=0|1", R as on the command line: what natlink claims,
+ * changed while it runs, answered {"claims": "ok"} or {"claims": "refused"}).
  * A datagram to the firmware is always DGRAM (NATLINK_MTU + 2) bytes: the packet,
  * padding, and its length big-endian in the last two bytes, so that MicroPython's
  * non-blocking readinto() returns exactly one datagram without allocating (a fixed size,
@@ -107,6 +110,7 @@ static uint32_t tx_waits;       /* loop turns that waited for a free natlink TX 
 static int link_mtu[NATLINK_LINKS] = {1500, 1500};   /* lwIP's netifs' */
 static const char *dir;
 static natlink_ranges_t ranges[3];  /* tcp, udp, icmp */
+static int lan_dhcp;                /* --dhcp */
 static int sock[NATLINK_LINKS] = {-1, -1}, ctl = -1;
 static struct sockaddr_un own_addr[NATLINK_LINKS], fw_addr[NATLINK_LINKS], ctl_addr;
 static uint8_t dgram[DGRAM];        /* towards the firmware, reused for every packet */
@@ -174,18 +178,19 @@ static void parse_link(const char *arg, struct link_cfg *l, int want_gw)
     strcpy(l->tap, f[0]);
 }
 
-/* "lo-hi,lo-hi,...": inclusive port (or ICMP id) ranges natlink claims. */
-static void parse_ranges(const char *arg, natlink_ranges_t *rs)
+/* "lo-hi,lo-hi,...": inclusive port (or ICMP id) ranges natlink claims, up to the end
+ * of arg or a space. 0, or -1 when it is not that. */
+static int read_ranges(const char *arg, natlink_ranges_t *rs)
 {
     const char *p = arg;
 
     rs->n = 0;
-    while (*p) {
+    while (*p && *p != ' ') {
         unsigned lo, hi;
         int used;
 
         if (rs->n == NATLINK_MAX_RANGES || sscanf(p, "%u-%u%n", &lo, &hi, &used) != 2 || lo > hi || hi > 0xffff) {
-            die("bad ranges %s: want at most %d of lo-hi, 0..65535", arg, NATLINK_MAX_RANGES);
+            return -1;
         }
         rs->r[rs->n].lo = (uint16_t)lo;
         rs->r[rs->n].hi = (uint16_t)hi;
@@ -193,9 +198,17 @@ static void parse_ranges(const char *arg, natlink_ranges_t *rs)
         p += used;
         if (*p == ',') {
             p++;
-        } else if (*p) {
-            die("bad ranges %s", arg);
+        } else if (*p && *p != ' ') {
+            return -1;
         }
+    }
+    return 0;
+}
+
+static void parse_ranges(const char *arg, natlink_ranges_t *rs)
+{
+    if (read_ranges(arg, rs) != 0) {
+        die("bad ranges %s: want at most %d of lo-hi, 0..65535", arg, NATLINK_MAX_RANGES);
     }
 }
 
@@ -215,7 +228,8 @@ static void parse_args(int argc, char **argv)
         {"wan-mtu", required_argument, NULL, 'W'},
         {"lan", required_argument, NULL, 'l'}, {"wan", required_argument, NULL, 'w'},
         {"tcp", required_argument, NULL, 't'}, {"udp", required_argument, NULL, 'u'},
-        {"icmp", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0},
+        {"icmp", required_argument, NULL, 'i'}, {"dhcp", no_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
     };
     int c, seen = 0;
 
@@ -229,6 +243,7 @@ static void parse_args(int argc, char **argv)
         case 't': parse_ranges(optarg, &ranges[0]); break;
         case 'u': parse_ranges(optarg, &ranges[1]); break;
         case 'i': parse_ranges(optarg, &ranges[2]); break;
+        case 'D': lan_dhcp = 1; break;
         default: die("usage: see the top of boards/lwip_host/host/lwip_host.c");
         }
     }
@@ -493,6 +508,7 @@ static void natlink_begin(void)
     c.tcp = ranges[0];
     c.udp = ranges[1];
     c.icmp = ranges[2];
+    c.lan_dhcp = (uint8_t)lan_dhcp;
     if (natlink_start(&nl, &c) != 0) {
         die("natlink_start failed");
     }
@@ -633,14 +649,47 @@ static void put(struct out *o, const char *fmt, ...)
     }
 }
 
+/* "claims tcp=R udp=R icmp=R dhcp=0|1" (the firmware's board.py, when its configuration
+ * changes): natlink_set_claims(). 0, or -1 when the request is not that. */
+static int set_claims(const char *req)
+{
+    static const char *const key[3] = {" tcp=", " udp=", " icmp="};
+    natlink_config_t c;
+    const char *d = strstr(req, " dhcp=");
+
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < 3; i++) {
+        const char *at = strstr(req, key[i]);
+        if (at == NULL || read_ranges(at + strlen(key[i]), i == 0 ? &c.tcp : i == 1 ? &c.udp : &c.icmp) != 0) {
+            return -1;
+        }
+    }
+    if (d == NULL || (d[6] != '0' && d[6] != '1')) {
+        return -1;
+    }
+    c.lan_dhcp = d[6] == '1';
+    return natlink_set_claims(&nl, &c);
+}
+
 static void control(void)
 {
-    char req[64], reply[4096];
+    char req[512], reply[4096];
     struct sockaddr_un from;
     socklen_t flen = sizeof from;
     struct out o = {reply, sizeof reply};
+    ssize_t n = recvfrom(ctl, req, sizeof req - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
 
-    if (recvfrom(ctl, req, sizeof req, MSG_DONTWAIT, (struct sockaddr *)&from, &flen) < 0) {
+    if (n < 0) {
+        return;
+    }
+    req[n] = 0;
+    if (strncmp(req, "claims ", 7) == 0) {
+        int ok = set_claims(req) == 0;
+        if (ok) {
+            fprintf(stderr, "lwip_host: natlink claims %s\n", req + 7);
+        }
+        put(&o, "{\"claims\": \"%s\"}", ok ? "ok" : "refused");
+        sendto(ctl, reply, sizeof reply - o.left, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&from, flen);
         return;
     }
     put(&o, "{");

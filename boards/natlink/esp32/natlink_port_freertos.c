@@ -31,6 +31,20 @@
 extern const mp_obj_type_t lan_if_type;  /* network_lan.c: network.LAN's type */
 #endif
 
+#if defined(CONFIG_LWIP_PPP_SUPPORT)
+/* network_ppp.c's object (MicroPython v1.28, ports/esp32), up to its netif: PPP has no
+ * esp_netif, its lwIP netif lives in the object (only the emulated board's LAN uses it). */
+extern const mp_obj_type_t esp_network_ppp_lwip_type;
+typedef struct {
+    mp_obj_base_t base;
+    int state;
+    int error_code;
+    mp_obj_t stream;
+    void *pcb;
+    struct netif netif;
+} ppp_object_t;
+#endif
+
 static StaticSemaphore_t mutex_mem, wake_mem;
 static SemaphoreHandle_t mutex, wake;
 
@@ -71,7 +85,10 @@ void natlink_mp_wake(void) {
 
 static base_if_obj_t *network_object(mp_obj_t nic) {
     const mp_obj_type_t *t = mp_obj_get_type(nic);
-    if (t != &esp_network_wlan_type
+    if (1
+        #if MICROPY_PY_NETWORK_WLAN
+        && t != &esp_network_wlan_type
+        #endif
         #if MICROPY_PY_NETWORK_LAN
         && t != &lan_if_type
         #endif
@@ -98,8 +115,16 @@ static bool added(struct netif *n) {
 }
 
 struct netif *natlink_mp_netif(mp_obj_t nic) {
-    base_if_obj_t *b = network_object(nic);
-    struct netif *n = b->netif != NULL ? esp_netif_get_netif_impl(b->netif) : NULL;
+    struct netif *n;
+    #if defined(CONFIG_LWIP_PPP_SUPPORT)
+    if (mp_obj_get_type(nic) == &esp_network_ppp_lwip_type) {
+        n = &((ppp_object_t *)MP_OBJ_TO_PTR(nic))->netif;  /* IP-only: natlink_ip4_input */
+    } else
+    #endif
+    {
+        base_if_obj_t *b = network_object(nic);
+        n = b->netif != NULL ? esp_netif_get_netif_impl(b->netif) : NULL;
+    }
     if (n == NULL || !added(n)) {
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("natlink: the interface is not started yet (activate it, then retry)"));
     }
@@ -112,12 +137,26 @@ static void check(esp_err_t e, const char *what) {
     }
 }
 
+/* What ESP-IDF v5.5 takes as a pool (esp_netif_lwip.c, dhcpserver.c): first below last,
+ * at most DHCPS_MAX_LEASE addresses, both in the AP's subnet (its real netmask), the AP's
+ * own address outside. Checked before the server is stopped: a pool it would refuse
+ * must not leave the access point without DHCP. */
+static bool pool_taken(esp_netif_t *en, const uint8_t first[4], const uint8_t last[4]) {
+    esp_netif_ip_info_t info;
+    if (esp_netif_get_ip_info(en, &info) != ESP_OK) {
+        return false;
+    }
+    uint32_t me = lwip_ntohl(info.ip.addr), mask = lwip_ntohl(info.netmask.addr);
+    uint32_t lo = (uint32_t)first[0] << 24 | first[1] << 16 | first[2] << 8 | first[3];
+    uint32_t hi = (uint32_t)last[0] << 24 | last[1] << 16 | last[2] << 8 | last[3];
+    return lo < hi && hi - lo + 1 <= DHCPS_MAX_LEASE && (lo & mask) == (me & mask)
+           && (hi & mask) == (me & mask) && !(lo <= me && me <= hi);
+}
+
 /* The options can only be set while the server is stopped
- * (ESP_ERR_ESP_NETIF_DHCP_ALREADY_STARTED otherwise). The pool must lie in the
- * AP's /24, leave out its address and span at most DHCPS_MAX_LEASE + 1 addresses,
- * or esp_netif refuses it: the board's configuration check keeps it so. Without
- * OFFER_DNS the server hands out its own address as the DNS server, and nothing
- * answers there. */
+ * (ESP_ERR_ESP_NETIF_DHCP_ALREADY_STARTED otherwise). Without OFFER_DNS the server hands
+ * out its own address as the DNS server, and nothing answers there. The boards serve
+ * DHCP themselves (the router's server) and only ever stop this one. */
 void natlink_mp_dhcps(mp_obj_t nic, bool enabled, const uint8_t dns[4], const uint8_t first[4],
     const uint8_t last[4], uint32_t lease_s) {
     base_if_obj_t *b = network_object(nic);
@@ -125,6 +164,9 @@ void natlink_mp_dhcps(mp_obj_t nic, bool enabled, const uint8_t dns[4], const ui
         mp_raise_ValueError(MP_ERROR_TEXT("natlink.dhcps: only an access point (WLAN(IF_AP)) serves DHCP"));
     }
     esp_netif_t *en = b->netif;
+    if (enabled && !pool_taken(en, first, last)) {
+        mp_raise_ValueError(MP_ERROR_TEXT("natlink.dhcps: ESP-IDF takes first < last, at most DHCPS_MAX_LEASE addresses in the AP's subnet, not its own"));
+    }
     esp_err_t e = esp_netif_dhcps_stop(en);
     if (e != ESP_OK && e != ESP_ERR_ESP_NETIF_DHCP_ALREADY_STOPPED) {
         check(e, "esp_netif_dhcps_stop");

@@ -407,19 +407,64 @@ static void fill_ranges(natlink_ranges_t *rs, const uint16_t *pairs, int n)
     }
 }
 
+static void fill_claims(natlink_config_t *c, const uint16_t *tcp, int ntcp, const uint16_t *udp,
+                        int nudp, const uint16_t *icmp, int nicmp, int lan_dhcp)
+{
+    memset(c, 0, sizeof *c);
+    fill_ranges(&c->tcp, tcp, ntcp);
+    fill_ranges(&c->udp, udp, nudp);
+    fill_ranges(&c->icmp, icmp, nicmp);
+    c->lan_dhcp = (uint8_t)lan_dhcp;
+}
+
 int h_start(int lan, int wan, const uint8_t *wan_addr, const uint16_t *tcp, int ntcp,
-            const uint16_t *udp, int nudp, const uint16_t *icmp, int nicmp)
+            const uint16_t *udp, int nudp, const uint16_t *icmp, int nicmp, int lan_dhcp)
 {
     natlink_config_t c;
 
-    memset(&c, 0, sizeof c);
+    fill_claims(&c, tcp, ntcp, udp, nudp, icmp, nicmp, lan_dhcp);
     c.netif[NATLINK_LAN] = &hn[lan].netif;
     c.netif[NATLINK_WAN] = &hn[wan].netif;
     memcpy(c.wan_addr, wan_addr, 4);
-    fill_ranges(&c.tcp, tcp, ntcp);
-    fill_ranges(&c.udp, udp, nudp);
-    fill_ranges(&c.icmp, icmp, nicmp);
     return natlink_start(&nl, &c);
+}
+
+int h_set_claims(const uint16_t *tcp, int ntcp, const uint16_t *udp, int nudp,
+                 const uint16_t *icmp, int nicmp, int lan_dhcp)
+{
+    natlink_config_t c;
+
+    fill_claims(&c, tcp, ntcp, udp, nudp, icmp, nicmp, lan_dhcp);
+    return natlink_set_claims(&nl, &c);
+}
+
+int h_rehook(void)
+{
+    return natlink_rehook(&nl);
+}
+
+/* What ESP-IDF does to an interface's netif when its driver stops and starts again
+ * (an access point whose settings changed): down, removed, added back with the
+ * driver's own input (tcpip_input) and up, in lwIP's thread. */
+int h_netif_readd(int idx)
+{
+    struct netif *n = &hn[idx].netif;
+    ip4_addr_t a, m, g;
+
+    if (idx < 0 || idx >= H_NETIFS || !hn[idx].added) {
+        return -1;
+    }
+    LOCK_TCPIP_CORE();
+    ip4_addr_copy(a, *netif_ip4_addr(n));
+    ip4_addr_copy(m, *netif_ip4_netmask(n));
+    ip4_addr_copy(g, *netif_ip4_gw(n));
+    netif_set_down(n);
+    netif_remove(n);
+    netif_add(n, &a, &m, &g, &hn[idx], h_netif_init, tcpip_input);
+    netif_set_up(n);
+    netif_set_link_up(n);
+    UNLOCK_TCPIP_CORE();
+    return 0;
 }
 
 int h_stop(void)

@@ -1,7 +1,10 @@
 # A fake of the natlink module (boards/natlink/modnatlink.c) for the board tests: the
 # same functions, arguments and refusals, and two packet rings per link the test fills
 # and empties in place of lwIP: fake_inject(link, packet) is a packet natlink claimed,
-# fake_take(link) one the router sent. fake_log records start/stop/dhcps/set_wan_addr.
+# fake_take(link) one the router sent. fake_log records start/stop/dhcps/set_wan_addr/
+# claim/rehook. A netif the fake network adds back (its netif_epoch moved: ESP-IDF
+# restarted the interface) has lwIP's input again: what arrives there is not claimed
+# until rehook().
 # test_esp32_boards.py checks that this module and the real binding (built into the
 # unix port from host_tests/natlink_unix/) offer the same names.
 import time
@@ -34,6 +37,7 @@ _st = {"running": False, "generation": 0, "wan_addr": bytes(4), "notified": Fals
 _rx = ([], [])                  # claimed packets waiting for recv_into, per link
 _tx = ([], [])                  # packets the router sent, per link
 _cnt = [dict.fromkeys(_NAMES, 0), dict.fromkeys(_NAMES, 0)]
+_hooks = [None, None]           # per link: [nic, the netif_epoch natlink wrapped]
 
 
 def _check_link(which):
@@ -115,8 +119,8 @@ class Link:
                                                else " stale")
 
 
-def start(lan=None, wan=None, wan_addr=None, tcp=None, udp=None, icmp=None, lan_mtu=MTU,
-          wan_mtu=MTU):
+def start(lan=None, wan=None, wan_addr=None, tcp=None, udp=None, icmp=None, dhcp=False,
+          lan_mtu=MTU, wan_mtu=MTU):
     for name, v in (("lan", lan), ("wan", wan), ("wan_addr", wan_addr), ("tcp", tcp),
                     ("udp", udp), ("icmp", icmp)):
         if v is None:
@@ -125,7 +129,7 @@ def start(lan=None, wan=None, wan_addr=None, tcp=None, udp=None, icmp=None, lan_
     _netif(wan)
     kw = {"lan": lan, "wan": wan, "wan_addr": _addr(wan_addr, "wan_addr"),
           "tcp": _ranges(tcp, "tcp"), "udp": _ranges(udp, "udp"), "icmp": _ranges(icmp, "icmp"),
-          "lan_mtu": lan_mtu, "wan_mtu": wan_mtu}
+          "dhcp": bool(dhcp), "lan_mtu": lan_mtu, "wan_mtu": wan_mtu}
     if not (68 <= lan_mtu <= MTU and 68 <= wan_mtu <= MTU):
         raise ValueError("natlink: an mtu must be 68..%d" % MTU)
     if _st["running"]:
@@ -145,6 +149,8 @@ def start(lan=None, wan=None, wan_addr=None, tcp=None, udp=None, icmp=None, lan_
         _st["running"] = True
         _st["wan_addr"] = kw["wan_addr"]
         _st["generation"] += 1
+        _hooks[LAN] = [lan, lan.netif_epoch]
+        _hooks[WAN] = [wan, wan.netif_epoch]
     fake_log.append(("start", kw))
     g = _st["generation"]
     return Link(LAN, lan_mtu, g), Link(WAN, wan_mtu, g)
@@ -159,6 +165,28 @@ def stop():
 
 def running():
     return _st["running"]
+
+
+def claim(tcp=None, udp=None, icmp=None, dhcp=False):
+    for name, v in (("tcp", tcp), ("udp", udp), ("icmp", icmp)):
+        if v is None:
+            raise TypeError("'%s' argument required" % name)
+    kw = {"tcp": _ranges(tcp, "tcp"), "udp": _ranges(udp, "udp"), "icmp": _ranges(icmp, "icmp"),
+          "dhcp": bool(dhcp)}
+    if not _st["running"]:
+        raise OSError("natlink: not running (natlink.start() first)")
+    fake_log.append(("claim", kw))
+
+
+def rehook():
+    n = 0
+    if _st["running"]:
+        for hook in _hooks:
+            if hook[1] != hook[0].netif_epoch:
+                hook[1] = hook[0].netif_epoch
+                n += 1
+        fake_log.append(("rehook", n))
+    return n
 
 
 def wait(timeout_ms):
@@ -208,9 +236,13 @@ def dhcps(nic, enabled=None, dns=None, first=None, last=None, lease_s=None):
 # ---- the test's side ---------------------------------------------------------------
 
 def fake_inject(which, pkt):
-    """A packet natlink claimed on `which`; False when the ring was full (dropped)."""
+    """A packet natlink claims on `which`; False when the ring was full (dropped), or
+    when lwIP has that netif's input again (ESP-IDF added it back: rehook())."""
     with _lock:
         c = _cnt[_check_link(which)]
+        hook = _hooks[which]
+        if _st["running"] and hook is not None and hook[1] != hook[0].netif_epoch:
+            return False            # natlink's wrapper is not on it: lwIP has it
         c["claimed"] += 1
         if not _st["running"] or len(_rx[which]) >= RX_SLOTS:
             c["rx_drops"] += 1
@@ -228,6 +260,7 @@ def fake_take(which):
 def fake_reset():
     stop()
     fake_log[:] = []
+    _hooks[LAN] = _hooks[WAN] = None
     for i in (LAN, WAN):
         _rx[i][:] = []
         _tx[i][:] = []

@@ -8,6 +8,13 @@
 # Under the unix-port build with the real natlink binding (host_tests/natlink_unix/),
 # each interface also carries an _lwipsim.Netif as `_sim`, kept at the addresses the
 # fake holds, so natlink.start() finds a real lwIP netif behind it as on the ESP32.
+#
+# Also what the real port does that the board must survive: MicroPython v1.28's
+# network.LAN.isconnected() turning False after a Wi-Fi client's DHCP lease on the AP
+# (ap_client_leased()), ESP-IDF removing an interface's netif and adding it back
+# (netif_epoch counts the additions) when an access point's radio settings change
+# (asynchronously: at the next run_events()) or a station restarts, an Ethernet cable
+# pulled out (link()), a station's network gone (station_lost()).
 import machine
 
 CALLS = []          # (interface, method, args, kwargs) in call order
@@ -19,6 +26,7 @@ STAT_CONNECTING = 1001
 STAT_GOT_IP = 1010
 _ZERO = "0.0.0.0"
 _state = {"dns": _ZERO}
+_EVENTS = []        # ESP-IDF's event task: what it has yet to do (run_events)
 
 try:
     import _lwipsim
@@ -58,6 +66,7 @@ class _Nic:
 
     def __init__(self, who, index):
         self.who = who
+        self.netif_epoch = 0  # netif_add()s so far: each gives it lwIP's own input again
         self._active = False
         self._dhcp4 = self._dhcp_client
         self._addr = (_ZERO, _ZERO)
@@ -72,14 +81,23 @@ class _Nic:
     def active(self, *args):
         if args:
             _record(self.who, "active", args)
+            if args[0] and not self._active:
+                self.netif_epoch += 1       # started: ESP-IDF adds its netif
+                self._started()
             self._active = bool(args[0])
             self.sync()
         return self._active
 
+    def _started(self):
+        pass
+
+    def _linked(self):
+        return self.isconnected()
+
     def _current(self):
         if self._dhcp_client and self._dhcp4:
             lease = LEASES.get(self.who)
-            if lease is not None and self.isconnected():
+            if lease is not None and self._linked():
                 return (lease[0], lease[1]), lease[2]
             return (_ZERO, _ZERO), _ZERO
         return self._addr, self._gw
@@ -160,6 +178,7 @@ class LAN(_Nic):
             self = object.__new__(cls)
             _Nic.__init__(self, "eth", 1)
             self.link = True      # the cable is in
+            self.eth_status = "started"
             self.sync()
             LAN._instance = self
             LAN.built_with = dict(kw)
@@ -169,11 +188,21 @@ class LAN(_Nic):
     def __init__(self, *args, **kw):
         pass
 
-    def isconnected(self):
+    def _linked(self):
         return self._active and self.link
 
+    def isconnected(self):
+        # network_lan.c: active and eth_status == ETH_GOT_IP, which every IP event of
+        # ESP-IDF's moves (eth_event_handler checks no event base, v1.28)
+        return self._active and self.eth_status == "got_ip"
+
     def status(self):
-        return 5 if self.isconnected() else 0
+        return {"got_ip": 5, "connected": 3}.get(self.eth_status, 0)
+
+    def sync(self):
+        _Nic.sync(self)
+        if self._linked() and self._current()[0][0] != _ZERO:
+            self.eth_status = "got_ip"      # IP_EVENT_ETH_GOT_IP
 
     def config(self, *args, **kw):
         if args == ("mac",):
@@ -205,7 +234,9 @@ class WLAN(_Nic):
                 self._gw = "192.168.4.1"
             self._conf = {"ssid": "ESP_000000" if interface else "", "key": "",
                           "security": 0, "channel": 1, "max_clients": 4, "pm": 1,
-                          "hidden": False}
+                          "hidden": False, "reconnects": -1,
+                          "mac": bytes((0x24, 0x0a, 0xc4, 0, 0, 0x10 + interface))}
+            self.netif_mac = None   # the MAC lwIP's netif took when the interface started
             self._joined = None
             self.stations = []
             self.sync()
@@ -233,6 +264,15 @@ class WLAN(_Nic):
                 if k not in conf or (k in ("ssid", "key", "security", "max_clients", "hidden")
                                      and self.interface == 0 and k != "ssid"):
                     raise ValueError("unknown config param")
+                if k == "reconnects":
+                    self._require(0)
+                if k == "mac":
+                    # esp_wifi_set_mac: the interface's mode on, the station not joined
+                    if len(v) != 6 or v[0] & 1:
+                        raise OSError("Wifi Invalid Mac")
+                    if not self._active or self._joined is not None:
+                        raise OSError("Wifi Invalid Mode")
+                    v = bytes(v)
                 conf[k] = v
             if self.interface == 1:
                 if not self._active:
@@ -243,7 +283,13 @@ class WLAN(_Nic):
                     raise OSError("Wifi Invalid Password")
                 if not 1 <= conf["channel"] <= 13:
                     raise OSError("Wifi Invalid Argument")
+            radio = [k for k in ("ssid", "key", "security", "channel", "max_clients", "hidden")
+                     if conf[k] != self._conf[k]]
             self._conf = conf
+            if self.interface == 1 and radio:
+                # esp_wifi_set_config on a running AP stops and starts it: ESP-IDF's
+                # handlers remove its netif and add it back, from the event task
+                _EVENTS.append(self._readd)
             return None
         if len(args) != 1:
             raise TypeError("can query only one param")
@@ -253,6 +299,19 @@ class WLAN(_Nic):
         if key not in self._conf:
             raise ValueError("unknown config param")
         return self._conf[key]
+
+    def _started(self):
+        self.netif_mac = self._conf["mac"]  # WIFI_EVENT_*_START: esp_netif_set_mac
+
+    def _readd(self):
+        if self._active:
+            self.netif_epoch += 1
+            self._started()
+
+    def active(self, *args):
+        if args and not args[0] and self.interface == 0:
+            self._joined = None             # a stopped station leaves its network
+        return _Nic.active(self, *args)
 
     def connect(self, ssid=None, key=None, bssid=None):
         self._require(0)
@@ -299,9 +358,41 @@ def lease(who, held):
             nic.sync()
 
 
+def ap_client_leased():
+    """ESP-IDF's AP DHCP server leased an address to a Wi-Fi client: IP_EVENT_AP_
+    STAIPASSIGNED, which v1.28's network_lan.c takes for ETHERNET_EVENT_CONNECTED."""
+    if LAN._instance is not None:
+        LAN._instance.eth_status = "connected"
+
+
+def link(up):
+    """The Ethernet cable pulled out (up False) or put back: ESP-IDF's esp_netif_down
+    clears the address, and the DHCP client asks again once the link is back."""
+    nic = LAN._instance
+    nic.link = up
+    nic.eth_status = "started" if up else "disconnected"
+    nic.sync()
+
+
+def station_lost():
+    """The upstream network is gone (out of range): the station drops, and finds it
+    again only once it is VISIBLE and joined anew."""
+    sta = WLAN._instances.get(0)
+    if sta is not None:
+        sta._joined = None
+        sta.sync()
+
+
+def run_events():
+    """What ESP-IDF's event task has yet to do (an access point's restart)."""
+    while _EVENTS:
+        _EVENTS.pop(0)()
+
+
 def reset():
     """Forget every interface and call (a new boot)."""
     CALLS[:] = []
+    _EVENTS[:] = []
     VISIBLE.clear()
     LEASES.clear()
     _state["dns"] = _ZERO
