@@ -1,9 +1,9 @@
 # natrouter host tasks. `make test` is what CI runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn dnsmasq-base
+APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn dnsmasq-base mosquitto mosquitto-clients chromium chromium-driver
 
-.PHONY: setup test lint layout natlink lwip-host demo bench bench-net clean
+.PHONY: setup test lint layout natlink lwip-host upylib demo bench bench-net clean
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 
 # ruff first (pyproject.toml), then every suite; tools/layout.py's copies are checked
 # by host_tests/test_engine_layout.py.
-test: setup natlink lwip-host
+test: setup natlink lwip-host upylib
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest host_tests -q
 
@@ -42,7 +42,7 @@ $(NATLINK_SO): $(NATLINK_SRC) boards/natlink/natlink.h boards/natlink/host/natli
 
 # The lwIP host board's host program (boards/lwip_host/host/): the natlink core and
 # Debian's lwIP with two TAP netifs, talking to the firmware over Unix datagram sockets.
-LWIP_HOST_SRC := boards/lwip_host/host/lwip_host.c boards/natlink/natlink.c boards/natlink/host/natlink_port_posix.c
+LWIP_HOST_SRC := boards/lwip_host/host/lwip_host.c boards/lwip_host/host/localstack.c boards/natlink/natlink.c boards/natlink/host/natlink_port_posix.c
 LWIP_HOST_BIN := build/lwip_host/lwip_host
 # Rings deeper than natlink's default 16: here the consumer is two processes sharing a CPU
 # with the TAP readers, and a TCP burst overflowing 16 slots cut throughput by 3x
@@ -54,10 +54,16 @@ lwip-host: setup
 	@if [ -f $(LWIP_INC)/lwipopts.h ]; then $(MAKE) --no-print-directory $(LWIP_HOST_BIN); \
 	else echo "liblwip-dev missing: the lwIP host program not built; its tests will be skipped"; fi
 
-$(LWIP_HOST_BIN): $(LWIP_HOST_SRC) boards/natlink/natlink.h boards/natlink/host/natlink_port_posix.h
+$(LWIP_HOST_BIN): $(LWIP_HOST_SRC) boards/natlink/natlink.h boards/natlink/host/natlink_port_posix.h boards/lwip_host/host/localstack.h
 	mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra $(LWIP_HOST_SLOTS) -I$(LWIP_INC) -Iboards/natlink \
-	  -Iboards/natlink/host -o $@ $(LWIP_HOST_SRC) -llwip -lpthread
+	  -Iboards/natlink/host -Iboards/lwip_host/host -o $@ $(LWIP_HOST_SRC) -llwip -lpthread
+
+# The firmware's third-party MicroPython code into build/upylib, from pinned PyPI releases
+# (tools/upylib.py): microdot (frozen into the ESP32 images, copied onto the virtual
+# boards) and umqtt.simple (the virtual boards' MQTT). Never committed.
+upylib: setup
+	$(PY) tools/upylib.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -66,7 +72,7 @@ lint: setup
 layout: setup
 	$(PY) tools/layout.py
 
-demo: setup
+demo: setup upylib
 	$(PY) tools/vboard.py demo
 
 bench: setup
@@ -74,7 +80,7 @@ bench: setup
 
 # Throughput through the virtual board and the lwIP host board vs a bare forwarder and
 # the kernel's NAT (root).
-bench-net: setup lwip-host
+bench-net: setup lwip-host upylib
 	$(PY) tools/bench_net.py
 
 clean:

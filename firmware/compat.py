@@ -52,3 +52,9 @@ class _Xorshift:
 
 
 urandom = _os_urandom() or _Xorshift()
+
+
+try:
+    from gc import mem_free, mem_alloc
+except ImportError:  # CPython: no fixed heap to measure
+    mem_free = mem_alloc = None

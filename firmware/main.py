@@ -4,3 +4,7 @@ import board
 from manage.runner import runner
 
 runner.start(board)
+
+import web  # noqa: E402  the page on the LAN address and MQTT, beside the router (web/)
+
+web.start(board)

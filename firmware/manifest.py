@@ -11,3 +11,10 @@ package("nat")          # the translation engine
 package("forward")      # the forwarding path
 package("services")     # what the router serves its LAN (DHCP)
 package("manage")       # configuration, the management API, the router's life
+package("web")          # the page on the LAN address, its JSON API, MQTT
+
+# microdot 2.7.0, its core module only: third-party, pure Python, placed in build/upylib
+# by `make upylib` (tools/upylib.py) from its pinned PyPI release, never committed. (The
+# MQTT publisher's umqtt.simple is micropython-lib's: the ESP32 port freezes it already;
+# the virtual boards take PyPI's 1.3.4 from build/upylib, on their MICROPYPATH.)
+package("microdot", base_path="../build/upylib")

@@ -9,6 +9,7 @@ HELP = """natrouter at the REPL
   nr.forwards()                          the port forwards
   nr.config()                            the configuration (being edited)
   nr.leases()                            DHCP on the LAN: offered, bound, declined
+  nr.clients()                           LAN hosts: address, MAC, name, lease, flows
 changes (validated first: a bad value changes nothing and says why)
   nr.set("ports.first", 20000)           a dotted key and its value
   nr.change({"lan.addr": "10.0.0.1", "dhcp.first": "10.0.0.100", "dhcp.last": "10.0.0.199"})
@@ -19,6 +20,8 @@ changes (validated first: a bad value changes nothing and says why)
                                          MTU or table sizes (they wait for it)
   nr.save()                              keep the configuration across reboots
   nr.reset()                             back to the defaults (the old file kept beside)
+  nr.password("...")                     the page's admin password (http://<LAN address>/),
+                                         kept hashed; saved at once
 data for scripts: from manage import api  (the same, returning dicts and lists)"""
 
 
@@ -47,6 +50,12 @@ def status():
         d = s["dhcp"]
         print("  dhcp: %d bound, %d offered, %d declined (table %d); %d acks, %d offers" % (
             d["bound"], d["offered"], d["declined"], d["table"], d["acks"], d["offers"]))
+    m = s["memory"]
+    line = "  memory: heap %s free, %s used" % (m["heap_free"], m["heap_used"])
+    if "idf_free" in m:
+        line += "; ESP-IDF %d free, largest block %d, lowest %d (reserve %d)" % (
+            m["idf_free"], m["idf_largest"], m["idf_min_free"], m["idf_reserve"])
+    print(line)
     if s["pending"]:
         print("  changed, waiting for nr.apply(): " + ", ".join(s["pending"]))
     if s["last_error"]:
@@ -92,6 +101,23 @@ def leases():
             r["remaining"])
         print("%-17s %-15s %s%s%s" % (r["mac"], r["addr"], r["state"], left,
                                       " (static)" if r["static"] else ""))
+
+
+def clients():
+    rows = api.clients()
+    if not rows:
+        print("no clients")
+    for r in rows:
+        lease = r["lease"] or "-"
+        if r["remaining"] is not None and r["lease"] in ("offered", "bound"):
+            lease += " %s left" % _duration(r["remaining"])
+        print("%-15s %-17s %-20s %-16s %d flows" % (r["addr"] or "?", r["mac"] or "?",
+                                                    r["hostname"] or "-", lease, r["flows"]))
+
+
+def password(text):
+    api.set_password(text)
+    print("the page's password is set (saved)")
 
 
 def set(key, value):

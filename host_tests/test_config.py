@@ -27,6 +27,10 @@ GOOD = {
              "capacity": 16, "static": [{"mac": "02:00:00:00:00:07", "addr": "10.1.0.7"}]},
     "wifi": {"ap_ssid": "natrouter-7", "ap_key": "correct horse", "ap_channel": 11,
              "ap_clients": 8, "sta_ssid": "upstream", "sta_key": "f" * 64},
+    "web": {"enabled": True, "port": 8080},
+    "admin": {"password": ""},
+    "mqtt": {"enabled": True, "host": "192.0.2.10", "port": 1883, "user": "", "password": "",
+             "topic": "natrouter", "interval_s": 60, "discovery": "homeassistant"},
 }
 
 

@@ -244,7 +244,8 @@ def esp32board(monkeypatch):
     monkeypatch.setattr(config, "_board", {"defaults": {}, "check": None})
     for p in (str(COMMON), str(NATLINK), str(FAKES)):
         monkeypatch.syspath_prepend(p)
-    saved = {k: sys.modules.pop(k, None) for k in ("esp32board", "network", "machine", "natlink")}
+    saved = {k: sys.modules.pop(k, None)
+             for k in ("esp32board", "esp32heap", "esp32", "network", "machine", "natlink")}
     import esp32board as mod
     yield mod
     for k, v in saved.items():
@@ -280,6 +281,48 @@ def test_board_rules_apply_in_strict_mode_too(esp32board):
     for first, last in (("192.168.4.2", "192.168.4.250"), ("192.168.4.7", "192.168.4.7")):
         raw["dhcp"]["first"], raw["dhcp"]["last"] = first, last
         assert config.validate(raw, strict=True)[0]["dhcp"]["last"] == last
+
+
+def test_tables_past_the_boards_heap_are_refused_with_the_reason(esp32board):
+    from manage import config
+    from nat.table import table_bytes
+    import esp32heap
+    esp32board.setup("test", wan=esp32board.Ethernet(23, 18, 0), lan=esp32board.AccessPoint(),
+                     table={"tcp": 192, "udp": 96, "icmp": 32})
+    raw = config.to_file(config.validate({})[0])
+    raw["table"] = {"tcp": 1024, "udp": 1024, "icmp": 256}
+    assert table_bytes(1024, 1024, 256) > esp32heap.TABLE_BYTES_MAX
+    with pytest.raises(ValueError, match=r"^table: tcp 1024, udp 1024, icmp 256 flows take "
+                                         r"\d+ bytes; this board's heap holds at most"):
+        config.validate(raw, strict=True)
+    cfg, problems = config.validate(raw)   # at boot: the board's defaults instead
+    assert cfg["table"] == {"tcp": 192, "udp": 96, "icmp": 32} and len(problems) == 1
+    raw["table"] = {"tcp": 384, "udp": 192, "icmp": 64}  # the budget's own size fits
+    assert table_bytes(384, 192, 64) <= esp32heap.TABLE_BYTES_MAX
+    assert config.validate(raw, strict=True)[0]["table"]["tcp"] == 384
+
+
+def test_memory_reports_esp_idfs_heap_and_the_room_left_to_python(esp32board):
+    import esp32
+    m = esp32board.memory()
+    assert m == {"idf_free": 4 + 1388 + 2364 + 47408, "idf_largest": 47104,
+                 "idf_min_free": 4 + 128 + 828 + 45872, "idf_reserve": 48 * 1024}
+    # natlink_heap.c: the largest block, while the rest keeps the reserve
+    assert esp32board.heap_room() == 2012   # 51,164 free: 2,012 over the reserve
+    esp32.HEAP[3] = (113840, 90000, 80000, 45872)
+    try:
+        assert esp32board.heap_room() == 4 + 1388 + 2364 + 90000 - 48 * 1024
+        esp32.HEAP[3] = (113840, 200000, 30000, 45872)
+        assert esp32board.heap_room() == 30000
+    finally:
+        esp32.HEAP[3] = (113840, 47408, 47104, 45872)
+
+
+def test_the_idf_reserve_is_natlinks():
+    c = (NATLINK / "esp32" / "natlink_heap.c").read_text()
+    kb = int(re.search(r"#define NATLINK_IDF_RESERVE \((\d+) \* 1024\)", c).group(1))
+    py = (COMMON / "esp32heap.py").read_text()
+    assert "IDF_RESERVE = %d * 1024" % kb in py
 
 
 # ---- the natlink binding, built into the unix port (needs a MicroPython checkout)
@@ -478,7 +521,9 @@ def test_board_build_files(board):
     cmake = (d / "mpconfigboard.cmake").read_text()
     assert "set(IDF_TARGET esp32)" in cmake
     defaults = re.search(r"set\(SDKCONFIG_DEFAULTS(.*?)\)", cmake, re.S).group(1).split()
-    assert defaults == ["boards/sdkconfig.base", "${MICROPY_BOARD_DIR}/sdkconfig.board"]
+    assert defaults == ["boards/sdkconfig.base",
+                        "${MICROPY_BOARD_DIR}/../esp32_common/sdkconfig.memory",
+                        "${MICROPY_BOARD_DIR}/sdkconfig.board"]
     assert "set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)" in cmake
     header = (d / "mpconfigboard.h").read_text()
     assert "#define MICROPY_PY_BLUETOOTH (0)" in header and "MICROPY_HW_BOARD_NAME" in header
@@ -495,6 +540,21 @@ def test_board_build_files(board):
     assert board_py.count("setup(") == 1 and "table={" in board_py
     assert "open_links, reconfigure,  # noqa: F401\n                        start, wait" in board_py
     assert "def " not in board_py and "LAN_DHCP, boot, counters" in board_py
+
+
+def test_wifi_buffers_fit_in_the_reserve_python_leaves():
+    """The boards' Wi-Fi takes ESP-IDF's "Memory saving" rank, and the ESP-IDF heap kept
+    from MicroPython's (esp32heap.IDF_RESERVE) holds every dynamic Wi-Fi buffer of it
+    at once (1.6 KB each, ESP-IDF's Wi-Fi guide) with room for lwIP's pbufs beside."""
+    text = (COMMON / "sdkconfig.memory").read_text()
+    opts = dict(line.split("=", 1) for line in text.splitlines()
+                if line.startswith("CONFIG_"))
+    assert opts["CONFIG_ESP_WIFI_STATIC_RX_BUFFER_NUM"] == "6"
+    dynamic = (int(opts["CONFIG_ESP_WIFI_DYNAMIC_RX_BUFFER_NUM"])
+               + int(opts["CONFIG_ESP_WIFI_DYNAMIC_TX_BUFFER_NUM"]))
+    reserve = int(re.search(r"IDF_RESERVE = (\d+) \* 1024",
+                            (COMMON / "esp32heap.py").read_text()).group(1)) * 1024
+    assert dynamic * 1600 + 8 * 1024 <= reserve
 
 
 def test_c_ports_implement_the_binding_interface():

@@ -55,12 +55,20 @@ def programs(tmp, names=("idf.py", build.TOOLCHAIN, "make"), make_rc=0, image=Tr
         p = bindir / name
         if name == "make":
             p.write_text(
-                "#!%s\nimport sys, pathlib\n"
+                "#!%s\nimport os, sys, pathlib\n"
+                "with open(%r, 'a') as log:\n"
+                "    log.write(' '.join(sys.argv[1:] + ['MICROPY_MPYCROSS=%%s BUILD=%%s' %% (\n"
+                "        os.environ.get('MICROPY_MPYCROSS'), os.environ.get('BUILD'))]) + '\\n')\n"
+                "if sys.argv[-1].endswith('mpy-cross'):\n"
+                "    (pathlib.Path(sys.argv[-1]) / 'build').mkdir(parents=True)\n"
+                "    (pathlib.Path(sys.argv[-1]) / 'build' / 'mpy-cross').write_text('')\n"
+                "    sys.exit(0)\n"
                 "pathlib.Path(%r).write_text('\\n'.join(sys.argv[1:]))\n"
                 "b = [a[6:] for a in sys.argv if a.startswith('BUILD=')][0]\n"
                 "pathlib.Path(b).mkdir(parents=True, exist_ok=True)\n"
                 "if %r: (pathlib.Path(b) / 'firmware.bin').write_bytes(b'\\xe9' * 64)\n"
-                "sys.exit(%d)\n" % (sys.executable, str(tmp / "make.argv"), image, make_rc))
+                "sys.exit(%d)\n" % (sys.executable, str(tmp / "make.calls"), str(tmp / "make.argv"),
+                                     image, make_rc))
         else:
             p.write_text("#!/bin/sh\nexit 0\n")
         p.chmod(0o755)
@@ -126,6 +134,12 @@ def test_build_runs_the_ports_make_out_of_tree(board, tmp_path, capsys):
                         "BOARD_DIR=%s" % (ROOT / "boards" / board),
                         "USER_C_MODULES=%s" % (ROOT / "boards" / "natlink" / "micropython.cmake"),
                         "BUILD=%s" % (ROOT / "build" / "esp32" / board)]
+        # mpy-cross first, on its own: the port's build would make it with the board's
+        # BUILD (make hands command-line variables down) in the board's build directory
+        cross = mp.resolve() / "mpy-cross" / "build" / "mpy-cross"
+        assert (tmp_path / "make.calls").read_text().splitlines() == [
+            "-C %s MICROPY_MPYCROSS=None BUILD=None" % cross.parent.parent,
+            " ".join(argv) + " MICROPY_MPYCROSS=%s BUILD=None" % cross]
         out = capsys.readouterr().out
         assert "build: image %s (64 bytes)" % image in out
         assert "flash it at 0x1000" in out and "tools/flash.py %s --port" % board in out

@@ -313,8 +313,9 @@ def table():
 
 twins = []
 for drain in (datapath.drain, datapath.drain_py):
-    twins.append((drain, table(), array("H", bytes(24)), array("I", bytes(4 * 40)),
-                  bytearray(1600)))
+    f = array("H", bytes(2 * nat.consts.F_WORDS))
+    f[nat.consts.F_CAP] = 1600  # the buffer's length, as Packet.bind notes it
+    twins.append((drain, table(), f, array("I", bytes(4 * 40)), bytearray(1600)))
 seen = {}
 for i in range(4000):
     src, dst = random.choice(hosts), random.choice(hosts)
@@ -346,8 +347,8 @@ for i in range(4000):
         got = []
         for drain, t, f, c, buf in twins:
             io = Io(bytes(b))
-            path = (io.recv, io.send, core.parse, core.translate, buf, f, pol, c, t.mems,
-                    t.heads, side, io.slowpath)
+            path = (io.recv, io.send, core.parse, core.translate_flow, core.translate_error,
+                    buf, f, pol, c, t.mems, t.heads, side, io.slowpath)
             assert drain(path, 2) == 1
             # the fields once parsed (after a failed parse only F_OK counts)
             got.append((io.sent, io.slow, list(c), list(f) if f[0] else None))

@@ -206,3 +206,22 @@ def test_no_allocation_unix():
 
 def test_no_allocation_wasi():
     assert_no_allocation(run_wasi("import alloc_check\nalloc_check.main()"), wasi=True)
+
+
+# ---- a table is allocated once
+
+
+PEAK = re.compile(r"PEAK allocated=(\d+) kept=(\d+)")
+
+
+def test_table_construction_has_no_temporary_copy_unix():
+    # With the collector off every temporary stays counted: building the arrays through
+    # a full-size temporary (bytes copied into the array) would allocate twice what stays.
+    out = run_unix("import gc\nfrom nat.table import Table\n"
+                   "gc.collect()\nbefore = gc.mem_free()\ngc.disable()\n"
+                   "t = Table(tcp=2048, udp=1024, icmp=256)\n"
+                   "allocated = before - gc.mem_free()\ngc.enable()\ngc.collect()\n"
+                   "print('PEAK allocated=%d kept=%d' % (allocated, before - gc.mem_free()))")
+    allocated, kept = map(int, PEAK.search(out).groups())
+    assert kept > 2048 * 36, out
+    assert allocated < kept * 1.1, out

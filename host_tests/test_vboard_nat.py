@@ -111,6 +111,7 @@ def test_a_udp_mapping_outlives_125_idle_seconds_not_its_timeout(vtopo):
             # (a closure over the clock before: the REPL's globals change between calls)
             on_board(vtopo, "from manage.runner import runner; t = runner.router.table; "
                             "t._clock = (lambda c, d: lambda: c() + d)(t._clock, %d)" % advance)
+            time.sleep(0.3)  # the router reads the table's clock every 100 ms (TICK_MS)
             vtopo.peer(vtopo.srv, "udp_send.py", 9000, WAN, 44000, "late", 5)
             waiter.stdin.write("\n")
             waiter.stdin.flush()

@@ -351,10 +351,11 @@ def run_here(rounds, budget_us, n_sweeps):
         for label, done in runs[:-1]:
             if done != ref:
                 warnings.append("%s: %s output differs from %s" % (row, label, ref_label))
-    batched, single, link = stepbench.router_step(rounds, n_sweeps)
+    batched, single, link, link_single = stepbench.router_step(rounds, n_sweeps)
     sweeps.figures["router step, batch of %d" % STEP_BATCH] = {impls[0][0]: batched}
     sweeps.figures["  of which the in-memory link"] = {impls[0][0]: link}
     sweeps.figures["router step, one packet per poll()"] = {impls[0][0]: single}
+    sweeps.figures["  of which the in-memory links"] = {impls[0][0]: link_single}
     heap = gc.mem_free() + gc.mem_alloc() if UPY else None
     if UPY:
         name = "MicroPython %d.%d.%d %s %d-bit" % (
@@ -374,7 +375,7 @@ ROWS_ORDER = ["TCP 40 B, one flow (out, reply)", "  of which parse, 40 B",
               "add, table with room", "add, table full (reuses LRU flow)",
               "bytes per flow, table constructed", "bytes per flow, table full",
               "router step, batch of %d" % STEP_BATCH, "  of which the in-memory link",
-              "router step, one packet per poll()"]
+              "router step, one packet per poll()", "  of which the in-memory links"]
 
 
 def fmt(v, width=9):

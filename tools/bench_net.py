@@ -13,6 +13,9 @@ In one run, on one topology (tools/topology.py), iperf3 from <p>-lan1 to <p>-srv
       natlink in a host program, as on an ESP32; and its links alone (bareforward.py
       --links through them: lwIP, natlink, the sockets, no router). Skipped when the
       host program is not built (make lwip-host).
+  (a+), (a2+): (a) and (a2) again while a browser-like client in <p>-lan2 fetches the
+      router's status page and its JSON status once a second (tools/peers/page_load.py):
+      the page's server shares the firmware's interpreter with the router.
 TCP throughput in Mbit/s, and small-UDP packets per second (64-byte payloads, sent as
 fast as iperf3 can) as received by the server. Needs root, `ip netns`, iperf3, nft.
 """
@@ -32,6 +35,7 @@ from topology import LAN_GW, SRV, WAN, ISP_WAN
 TOOLS = Path(__file__).resolve().parent
 LAN_NET = "192.168.4.0/24"
 REPEAT = 3
+PASSWORD = "bench page password"
 FIRMWARE_COMMS = ("micropython",)
 LWIP_COMMS = ("micropython", "lwip_host")  # the firmware and the host program (lwIP, natlink)
 
@@ -114,16 +118,34 @@ def say(text):
     print("  " + text, flush=True)
 
 
+COUNTERS = ("import board\nfrom manage.runner import runner\nprint(board.counters())\n"
+            "print(runner.router.counters())")
+
+
 def run_board(topo, seconds, results):
     topo.start_board()
     pin_router(topo)
     try:
         measure(topo, "board", seconds, results)
-        say("board counters: %s" % topo.exec_on_board(
-            "import board, router; print(board.counters()); print(router.running.counters())"
-        ).strip().replace("\n", "\n  "))
+        with_page_load(topo, "board_page", seconds, results)
+        say("board counters: %s" % topo.exec_on_board(COUNTERS).strip().replace("\n", "\n  "))
     finally:
         topo.stop_board()
+
+
+def with_page_load(topo, name, seconds, results, comms=FIRMWARE_COMMS):
+    """measure() again, the page fetched once a second meanwhile (page_load.py in lan2)."""
+    topo.exec_on_board("import nr; nr.password(%r)" % PASSWORD)
+    limit = REPEAT * 2 * (seconds + 10) + 60
+    client = topo.peer_bg(topo.lan2, "page_load.py", LAN_GW, PASSWORD, limit)
+    try:
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError("page_load.py could not log in")
+        measure(topo, name, seconds, results, comms)
+    finally:
+        client.terminate()
+        out, _ = client.communicate(timeout=30)
+    say("%s: the page client: %s" % (name, out.strip().splitlines()[-1] if out.strip() else "-"))
 
 
 def run_bare(topo, seconds, results, links=False, name=None, comms=FIRMWARE_COMMS):
@@ -175,9 +197,9 @@ def run_lwip(topo, seconds, results):
         pin_router(topo)
         try:
             measure(topo, "lwip", seconds, results, LWIP_COMMS)
-            say("lwIP host board counters: %s" % topo.exec_on_board(
-                "import board, router; print(board.counters()); print(router.running.counters())"
-            ).strip().replace("\n", "\n  "))
+            with_page_load(topo, "lwip_page", seconds, results, LWIP_COMMS)
+            say("lwIP host board counters: %s" % topo.exec_on_board(COUNTERS).strip()
+                .replace("\n", "\n  "))
         finally:
             topo.stop_board()
     finally:
@@ -233,11 +255,14 @@ def _ratio(a, b):
 
 
 def report(results, seconds):
-    board, links, bare, kernel, lwip, lwip_links = (
-        results.get(k, (None,) * 4) for k in ("board", "links", "bare", "kernel", "lwip", "lwip_links"))
+    board, links, bare, kernel, lwip, lwip_links, board_page, lwip_page = (
+        results.get(k, (None,) * 4) for k in ("board", "links", "bare", "kernel", "lwip",
+                                              "lwip_links", "board_page", "lwip_page"))
     rows = [("(a) virtual board, NAT (MicroPython)", board),
+            ("(a+) ... the page fetched once a second", board_page),
             ("    its links alone, no router", links),
             ("(a2) lwIP host board, NAT (+ lwIP)", lwip),
+            ("(a2+) ... the page fetched once a second", lwip_page),
             ("    its links alone, no router", lwip_links),
             ("(b) bare MicroPython forwarder", bare),
             ("(c) Linux kernel NAT (nftables)", kernel)]
@@ -266,6 +291,10 @@ def report(results, seconds):
              _ratio(board[0], kernel[0])))
     print("lwIP host board / virtual board: TCP %s, UDP %s, CPU per packet %s"
           % (_ratio(lwip[0], board[0]), _ratio(lwip[1], board[1]), _ratio(lwip[3], board[3])))
+    print("with the page / without (the forwarding rate held: 0.90 or more): virtual board "
+          "TCP %s, UDP %s; lwIP host board TCP %s, UDP %s" % (
+              _ratio(board_page[0], board[0]), _ratio(board_page[1], board[1]),
+              _ratio(lwip_page[0], lwip[0]), _ratio(lwip_page[1], lwip[1])))
 
 
 def main(argv=None):
@@ -319,7 +348,8 @@ def main(argv=None):
     finally:
         topo.down()
     report(results, seconds)
-    return 0 if len(results) == len(wanted) else 1
+    names = {f: k for k, f in steps.items()}
+    return 0 if all(names[f] in results for f in wanted) else 1
 
 
 if __name__ == "__main__":

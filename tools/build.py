@@ -178,7 +178,19 @@ def main(argv=None, env=None, run=subprocess.call, which=shutil.which):
     if args.dry_run:
         return 0
     build_dir(args.board).parent.mkdir(parents=True, exist_ok=True)
-    rc = run(cmd, env=dict(env))
+    env = dict(env)
+    if not env.get("MICROPY_MPYCROSS"):
+        # mpy-cross first, on its own: made by the port's build it would get the board's
+        # BUILD (make hands command-line variables down to the sub-make) and land in the
+        # board's build directory, over the port's generated headers.
+        cross = plan["micropython"] / "mpy-cross" / "build" / "mpy-cross"
+        if not cross.exists():
+            clean = {k: v for k, v in env.items() if k not in ("BUILD", "MAKEFLAGS", "MFLAGS")}
+            if run(["make", "-C", str(cross.parent.parent)], env=clean) != 0:
+                print("build: making mpy-cross failed; the log above says why", file=sys.stderr)
+                return 1
+        env["MICROPY_MPYCROSS"] = str(cross)   # py/mkrules.cmake then uses it as it is
+    rc = run(cmd, env=env)
     image = image_path(args.board)
     if rc != 0:
         print("build: make failed (exit %d); the log above says why" % rc, file=sys.stderr)

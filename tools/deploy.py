@@ -205,8 +205,9 @@ def _deploy_restart(names):
     m = sys.modules.get('manage.runner')
     old = m.runner.router if m else None
     if old is not None:
+        links = tuple(old.shared.links)   # stop() releases the router's links
         m.runner.stop()
-        for link in old.shared.links:
+        for link in links:
             if hasattr(link, 'close'):
                 link.close()
     for name in names:

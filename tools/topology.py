@@ -13,6 +13,13 @@ with the prefix, so runs can coexist.
 
 Needs root and `ip netns`. Never touches the root namespace's addresses or routes.
 
+The board's own IP stack (its page's server, its MQTT client) is the kernel of <p>-rtr,
+holding only the router's addresses on a device of its own (`wire_local`): on the virtual
+board a veth pair `loc`/`locfw` (boards/vboard: LocalLink), on the lwIP host board a TUN
+`loc` behind lwIP's netifs (boards/lwip_host/host/localstack.c). The kernel never takes
+anything from the wire: on the virtual board it does no ARP on `lan` and `wan`, and an
+nftables input chain drops every packet that did not come from `loc`.
+
 Topology(board="lwip_host") runs the same firmware on the lwIP host board
 (boards/lwip_host): in <p>-rtr, a TAP device per link joined to its veth by tc, and a host
 program in which Debian's lwIP owns 192.168.4.1 and 198.51.100.2 and natlink hands the
@@ -31,8 +38,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hostenv import (BOARDS, FIRMWARE, PEERS, board_files, lwip_host_binary, micropython_binary,
-                     mpremote_command, sh, wait_port)
+from hostenv import (BOARDS, FIRMWARE, PEERS, ROOT, board_files, lwip_host_binary,
+                     micropython_binary, mpremote_command, sh, wait_port)
 
 BOARD = BOARDS / "vboard"
 
@@ -56,6 +63,19 @@ OFFLOADS = ("tso", "gso", "gro", "tx", "rx", "sg")
 BOARD_NAMES = ("vboard", "lwip_host")
 LWIP_CONFIG = dict(CONFIG, ports={"first": 1024, "last": 0xBFFF})
 LWIP_TAPS = {"lan": "tlan", "wan": "twan"}  # in <p>-rtr, beside the veths lan and wan
+LOCAL = ("loc", "locfw")  # the board's own stack: the kernel's end, the firmware's (vboard)
+# Third-party MicroPython code the boards run (tools/upylib.py, `make upylib`): microdot
+# also goes into the flash (firmware/manifest.py); umqtt.simple only from here.
+UPYLIB = ROOT / "build" / "upylib"
+# The virtual board's kernel takes in only what its own stack's veth brings.
+LOCAL_ONLY = """
+table inet vboard_local {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        iifname != { "loc", "lo" } drop
+    }
+}
+"""
 
 
 class Unavailable(RuntimeError):
@@ -256,10 +276,12 @@ class Topology:
         empty: run nothing, only the REPL (a freshly flashed board); ready once it answers
         mpremote."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MICROPYPATH="%s:.frozen" % self.flash)
+        env = dict(os.environ, MICROPYPATH="%s:%s:.frozen" % (self.flash, UPYLIB))
         env.update(self.board_env())
         if self.board == "lwip_host":
             self.start_lwip_host()
+        else:
+            self.wire_local()
         log = open(self.workdir / "socat.log", "ab")
         argv = [micropython_binary()] + (["-X", "heapsize=%s" % heapsize] if heapsize else [])
         argv += ["-i"] + ([] if empty else [main])
@@ -306,6 +328,7 @@ class Topology:
         self.board_proc = None
         self._kill_in(self.rtr)
         self.stop_lwip_host()
+        self.unwire_local()
 
     # ---- the lwIP host board (boards/lwip_host) -------------------------------------
 
@@ -342,6 +365,43 @@ class Topology:
                      "protocol", "all", "u32", "match", "u32", "0", "0",
                      "action", "mirred", "egress", "redirect", "dev", dst)
 
+    def wire_local(self):
+        """The virtual board's own IP stack: a veth pair in <p>-rtr, `loc` (the kernel's
+        end, no ARP: the firmware gives it the LAN address) and `locfw` (the firmware's
+        raw socket); and the kernel deaf to the wire: no ARP on `lan` and `wan`, and
+        nothing taken in that did not come from `loc` (the firmware's raw sockets still
+        see every frame: they are served before the kernel's IP and ARP)."""
+        self.unwire_local()
+        stack, fw = LOCAL
+        sh("ip", "-n", self.rtr, "link", "add", "name", stack, "type", "veth", "peer", "name", fw)
+        for dev in (stack, fw):
+            self._offloads_off(self.rtr, dev)
+            sh("ip", "-n", self.rtr, "link", "set", "dev", dev, "mtu", "1500", "up")
+        for dev in (stack, "lan", "wan"):
+            sh("ip", "-n", self.rtr, "link", "set", "dev", dev, "arp", "off")
+        self.run(self.rtr, "nft", "-f", "-", input=LOCAL_ONLY)
+
+    def wire_local_tun(self, lan, wan, gateway):
+        """The lwIP host board's own IP stack: a TUN `loc` in <p>-rtr holding the LAN and
+        WAN addresses (lan, wan: "addr/prefix"), the WAN's gateway its default route, and
+        the kernel's own ports where natlink leaves them to lwIP (0xC000 and up)."""
+        self.unwire_local()
+        stack = LOCAL[0]
+        self.run(self.rtr, "ip", "tuntap", "add", "dev", stack, "mode", "tun")
+        for addr in (lan, wan):
+            sh("ip", "-n", self.rtr, "addr", "add", addr, "dev", stack)
+        sh("ip", "-n", self.rtr, "link", "set", "dev", stack, "mtu", "1500", "up")
+        sh("ip", "-n", self.rtr, "route", "add", "default", "via", gateway, "dev", stack)
+        self.run(self.rtr, "sysctl", "-qw", "net.ipv4.ip_local_port_range=49152 65535")
+
+    def unwire_local(self):
+        if self.rtr not in sh("ip", "netns", "list").stdout.split():
+            return
+        sh("ip", "-n", self.rtr, "link", "del", "dev", LOCAL[0], check=False)
+        self.run(self.rtr, "nft", "delete", "table", "inet", "vboard_local", check=False)
+        for link in ("lan", "wan"):
+            sh("ip", "-n", self.rtr, "link", "set", "dev", link, "arp", "on", check=False)
+
     def unwire_lwip(self):
         """Back to plain veths (the virtual board's raw sockets need them)."""
         listed = sh("ip", "netns", "list").stdout.split()
@@ -365,6 +425,9 @@ class Topology:
                                for link in ("lan", "wan")]).stdout)
         self.stop_lwip_host()
         self.wire_lwip()
+        lan, wan = (args[args.index(k) + 1].split(",") for k in ("--lan", "--wan"))
+        self.wire_local_tun(*["%s/%d" % (a[2], _prefix(a[3])) for a in (lan, wan)], wan[4])
+        args += ["--local", LOCAL[0]]
         self.sockets.mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / "lwip_host.log"
         with open(log_path, "ab") as log:
@@ -536,6 +599,10 @@ class Topology:
             if len(parts) >= 2 and parts[0].isdigit():
                 hops.append(parts[1])
         return hops
+
+
+def _prefix(mask):
+    return sum(bin(int(x)).count("1") for x in mask.split("."))
 
 
 def board_state(topo):

@@ -15,7 +15,8 @@
 # mode, so press it within 3 s after powering up, and hold it.
 from esp32board import AccessPoint, Button, Station, setup
 from esp32board import (LAN_DHCP, boot, counters, open_links, reconfigure,  # noqa: F401
-                        start, wait)  # the board interface
+                        start, wait, memory, heap_room)  # the board interface
+from esp32board import WEB_STACK, lan_hosts, lan_only  # noqa: F401  (the page's: web/)
 
 setup("ESP32 (Wi-Fi)",
       wan=Station(),

@@ -6,7 +6,7 @@
 # namespaces; the board interface (boards/README.md) is esp32board's.
 from esp32board import Ethernet, setup
 from esp32board import (boot, counters, open_links, reconfigure,  # noqa: F401
-                        start, wait)  # the board interface
+                        start, wait, memory, heap_room)  # the board interface
 from ppplan import PppLan
 
 LAN_DHCP = False  # a PPP peer is given its address by IPCP: no DHCP on this LAN

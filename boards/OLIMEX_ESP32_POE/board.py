@@ -11,7 +11,8 @@
 # up, resets natrouter.json to the defaults (esp32reset.py).
 from esp32board import AccessPoint, Button, Ethernet, setup
 from esp32board import (LAN_DHCP, boot, counters, open_links, reconfigure,  # noqa: F401
-                        start, wait)  # the board interface
+                        start, wait, memory, heap_room)  # the board interface
+from esp32board import WEB_STACK, lan_hosts, lan_only  # noqa: F401  (the page's: web/)
 
 setup("Olimex ESP32-POE",
       wan=Ethernet(mdc=23, mdio=18, phy_addr=0, power=12, ref_clk=17, ref_clk_out=True),

@@ -7,7 +7,12 @@ set(IDF_TARGET esp32)
 
 set(SDKCONFIG_DEFAULTS
     boards/sdkconfig.base
+    ${MICROPY_BOARD_DIR}/../esp32_common/sdkconfig.memory
     ${MICROPY_BOARD_DIR}/sdkconfig.board
 )
+# A builder's own ESP-IDF settings, last (e.g. what an offline SDK substitutes).
+if(DEFINED ENV{NATROUTER_SDKCONFIG_EXTRA})
+    list(APPEND SDKCONFIG_DEFAULTS $ENV{NATROUTER_SDKCONFIG_EXTRA})
+endif()
 
 set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)

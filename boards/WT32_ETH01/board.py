@@ -13,7 +13,8 @@
 # clock. Back to the defaults over the serial port: import nr; nr.reset().
 from esp32board import AccessPoint, Ethernet, setup
 from esp32board import (LAN_DHCP, boot, counters, open_links, reconfigure,  # noqa: F401
-                        start, wait)  # the board interface
+                        start, wait, memory, heap_room)  # the board interface
+from esp32board import WEB_STACK, lan_hosts, lan_only  # noqa: F401  (the page's: web/)
 
 setup("WT32-ETH01",
       wan=Ethernet(mdc=23, mdio=18, phy_addr=1, power=16, ref_clk=0, ref_clk_out=False),

@@ -32,6 +32,8 @@ import natlinkrules
 from nat.addr import ip_bytes
 from natlinkrules import claims, merge  # noqa: F401 (the board's interface to tests, nr)
 from esp32net import AccessPoint, Ethernet, addressed, say  # noqa: F401 (board.py's names)
+import esp32heap
+from esp32heap import memory, heap_room  # noqa: F401 (the board interface: manage/memory.py)
 from esp32station import Station, parse_mac, usable_mac
 from esp32reset import Button, at_boot  # noqa: F401 (Button: board.py's)
 
@@ -55,6 +57,9 @@ AP_SETTLE_MS = 1000             # ... after the access point restarted with new 
 ROUTER_STACK = 12 * 1024        # the router's thread (from ESP-IDF's heap, not the GC's)
 SUPERVISOR_STACK = 12 * 1024    # it restarts the router: open_links, the DHCP server, config
 SUPERVISOR = True               # tests turn it off and call esp32watch.supervise()
+WEB_STACK = 16 * 1024           # the page's thread (asyncio, microdot), MQTT's (firmware/web)
+AP_NETIF = "ap%d"               # lwIP's name of the access point's netif (ESP-IDF's wlanif.c)
+SOCKETS = None                  # the socket module lan_only() uses (None: the port's; tests)
 
 
 # ---- the ESP32's rules on a validated configuration (config.board_rules)
@@ -62,8 +67,10 @@ SUPERVISOR = True               # tests turn it off and call esp32watch.supervis
 def check(cfg, problems):
     """What config.validate() cannot know: the port split with lwIP and natlink's
     limits (natlinkrules.check: what natlink claims for the router is
-    natlinkrules.claims), this board's "recovery" and a Wi-Fi WAN's own keys."""
+    natlinkrules.claims), the tables its heap holds (esp32heap.py), this board's
+    "recovery" and a Wi-Fi WAN's own keys."""
     natlinkrules.check(cfg, problems, natlink.MAX_RANGES, natlink.MTU)
+    esp32heap.check(cfg, problems)
     rec, default = cfg["recovery"], DEFAULTS["recovery"]
     for key in list(rec):
         lo, hi = RECOVERY_LIMITS.get(key, (0, -1))
@@ -260,6 +267,24 @@ def reconfigure(cfg):
         natlink.claim(**claims(cfg))
 
 
+def lan_only(sock):
+    """The board interface (optional): the page's listening socket (firmware/web) serves
+    the access point alone. lwIP takes a packet for any of its addresses on any netif,
+    and natlink claims nothing addressed to lwIP: bound to the LAN address only, the page
+    would answer a WAN host that routes the LAN's subnet to the board. Bound to the access
+    point's netif (SO_BINDTODEVICE, lwIP's tcp_bind_netif), lwIP's listener ignores what
+    comes in on the WAN netif, which then refuses it as for any port without a listener.
+    ESP-IDF numbers the netif when it adds it: the first "ap<n>" that exists is it."""
+    socket = SOCKETS or __import__("socket")
+    for n in range(8):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, AP_NETIF % n)
+            return
+        except OSError:
+            continue
+    raise OSError("no access point netif to bind the page to")
+
+
 def wait(timeout_ms):
     """The board interface: sleep (GIL released) until a natlink ring has packets."""
     natlink.wait(timeout_ms)
@@ -279,6 +304,17 @@ def start(fn):
 
 
 # ---- for the REPL (slow path)
+
+def lan_hosts():
+    """[(None, MAC)] of the access point's stations (the page's clients: their addresses
+    come from the DHCP leases)."""
+    nic = _board.lan.nic
+    out = []
+    for st in (nic.status("stations") if nic is not None else ()):
+        mac = st[0] if isinstance(st, tuple) else st
+        out.append((None, ":".join("%02x" % b for b in mac)))
+    return out
+
 
 def counters():
     """Per link: natlink's counters (claimed, passed, rx_drops, received, sent,

@@ -9,4 +9,5 @@ module("esp32net.py")      # the interfaces: Ethernet, the access point
 module("esp32station.py")  # the Wi-Fi station: saved networks, backoff, MAC
 module("esp32watch.py")    # the supervisor: watchdog, uplink, settings, leases
 module("esp32reset.py")    # the factory-reset button
+module("esp32heap.py")     # the two heaps: memory(), heap_room(), the tables that fit
 module("natlinkrules.py", base_path="../natlink")  # the port split, shared with lwip_host

@@ -120,6 +120,18 @@ class SocketLink:
             return
         self.tx += 1
 
+    def byte_counts(self):
+        """The Link interface's optional byte counters (the router's traffic plot): the
+        veth's of the same name in the board's namespace, the wire lwIP's TAP joins."""
+        out = []
+        for d in ("rx", "tx"):
+            try:
+                with open("/sys/class/net/%s/statistics/%s_bytes" % (self.name, d)) as f:
+                    out.append(int(f.read()))
+            except (OSError, ValueError):
+                out.append(0)
+        return out[0], out[1]
+
     def stats(self):
         return {"rx": self.rx, "tx": self.tx, "rx_ignored": self.rx_ignored,
                 "tx_errors": self.tx_errors}
@@ -222,3 +234,8 @@ def neighbours():
     for name, ip, mac in (host() or {}).get("arp", ()):
         out[name].append((ip, mac))
     return out
+
+
+def lan_hosts():
+    """[(address, MAC)] of the LAN hosts in lwIP's ARP cache (the page's clients)."""
+    return neighbours()["lan"]

@@ -5,7 +5,8 @@
 #
 # The kernel of the board's namespace holds no address on these interfaces:
 # the board owns them, answers ARP for them itself (arp.py) and frames
-# every IPv4 packet it sends.
+# every IPv4 packet it sends. Its own IP stack, for the page's server, is that
+# kernel behind a third link (LocalLink below): the LAN link's `local`.
 
 import gc
 import micropython
@@ -27,6 +28,11 @@ LAN_DHCP = True  # no DHCP server on this LAN but the router's (runner.make_dhcp
 # Interface names inside the board's namespace; tools/vboard.py uses the defaults.
 LAN_IF = os.getenv("VBOARD_LAN") or "lan"
 WAN_IF = os.getenv("VBOARD_WAN") or "wan"
+# The board's own IP stack: a veth pair in its namespace, the kernel's end holding the
+# LAN address (tools/topology.py makes it; without it the board has none).
+LOCAL_IF = os.getenv("VBOARD_LOCAL") or "locfw"    # this end: a raw socket
+STACK_IF = os.getenv("VBOARD_STACK") or "loc"      # the kernel's end
+_LOCAL_MS = const(5)   # while the router is busy, the local stack's packets wait at most this
 
 _AF_PACKET = const(17)
 _SOCK_RAW = const(3)
@@ -47,6 +53,15 @@ GC_THRESHOLD = int(os.getenv("VBOARD_GC_THRESHOLD") or 128 * 1024)
 def _sysfs(ifname, what):
     with open("/sys/class/net/%s/%s" % (ifname, what)) as f:
         return f.read().strip()
+
+
+def byte_counts(ifname):
+    """(received, sent) bytes of an interface, as its kernel counts them (0, 0 if gone)."""
+    try:
+        return (int(_sysfs(ifname, "statistics/rx_bytes")),
+                int(_sysfs(ifname, "statistics/tx_bytes")))
+    except (OSError, ValueError):
+        return 0, 0
 
 
 class Frame:
@@ -97,6 +112,7 @@ class EthernetLink:
         self.rx_ignored = 0  # frames for other MACs, other protocols, too long
         self.tx_errors = 0   # the socket refused a frame (link down, queue full)
         self.no_route = 0    # off-link destination and no gateway
+        self.local = None    # the LAN link's: the board's own IP stack (LocalLink)
         self.arp.announce()
 
     # ---- the Link interface ---------------------------------------------------
@@ -183,10 +199,18 @@ class EthernetLink:
         if time.ticks_diff(now, self._housekept) >= _HOUSEKEEP_MS:
             self._housekept = now
             self.arp.poll(now)
+        local = self.local
+        if local is not None and time.ticks_diff(now, local.pumped) >= _LOCAL_MS:
+            local.pump(now)
+
+    def byte_counts(self):
+        """The Link interface's optional byte counters (the router's traffic plot)."""
+        return byte_counts(self.ifname)
 
     def stats(self):
         d = {"rx": self.rx, "tx": self.tx, "rx_ignored": self.rx_ignored,
-             "tx_errors": self.tx_errors, "no_route": self.no_route}
+             "tx_errors": self.tx_errors, "no_route": self.no_route,
+             "up": _sysfs(self.ifname, "operstate") != "down"}
         d.update(self.arp.stats())
         return d
 
@@ -194,15 +218,109 @@ class EthernetLink:
         self.sock.close()
 
 
+class LocalLink:
+    """The board's own IP stack: the kernel of the board's namespace behind a veth pair,
+    its end (STACK_IF) holding the LAN address and nothing else, no ARP; this end
+    (LOCAL_IF) a raw socket. The slow path hands it the TCP packets the LAN sends the LAN
+    address (send(): the page's server, which listens on that address in this namespace);
+    pump() sends what the kernel answers out of the LAN link. Slow path: it allocates.
+    On the wire nothing changes: the router answers ARP for the address and frames
+    everything, and the kernel never sees the LAN or WAN link (tools/topology.py drops
+    their frames at its ingress)."""
+
+    def __init__(self, lan, addr, mask):
+        self.lan = lan
+        self.mac = bytes(int(x, 16) for x in _sysfs(LOCAL_IF, "address").split(":"))
+        peer = bytes(int(x, 16) for x in _sysfs(STACK_IF, "address").split(":"))
+        self._tx = bytearray(_ETH + lan.mtu)
+        self._tx[0:6] = peer          # the kernel's end takes frames to its own MAC
+        self._tx[6:12] = self.mac
+        self._tx[12:14] = b"\x08\x00"
+        self._addr = ip_bytes(ip(addr))
+        self._mask = ip_bytes(ip(mask))
+        s = socket.socket(_AF_PACKET, _SOCK_RAW, _ETH_P_ALL)
+        s.bind(struct.pack("<HHi", _AF_PACKET, _ETH_P_ALL, int(_sysfs(LOCAL_IF, "ifindex")))
+               + bytes(12))
+        try:
+            s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass
+        s.setblocking(False)
+        self.sock = s
+        self._ready = select.poll()
+        self._ready.register(s, select.POLLIN)
+        self.pumped = time.ticks_ms()
+        self.to_stack = 0     # packets handed to the kernel
+        self.from_stack = 0   # packets of the kernel's sent on the LAN
+        self.refused = 0      # frames of the kernel's that were not for the LAN
+
+    def send(self, buf, n):
+        if n > len(self._tx) - _ETH:
+            self.refused += 1
+            return
+        self._tx[_ETH:_ETH + n] = memoryview(buf)[0:n]
+        try:
+            self.sock.write(self._tx, 0, _ETH + n)
+            self.to_stack += 1
+        except OSError:
+            self.refused += 1
+
+    def pump(self, now, limit=32):
+        """The kernel's packets out of the LAN link: from the LAN address to the LAN."""
+        self.pumped = now
+        for _ in range(limit):
+            if not any(True for _ in self._ready.ipoll(0)):
+                return
+            try:
+                f = self.sock.recv(_RX_MAX)
+            except OSError:
+                return
+            n = len(f)
+            if n < _ETH + 20 or f[12] != 0x08 or f[13] != 0 or not self._ours(f):
+                self.refused += 1
+                continue
+            self.lan.send(memoryview(f)[_ETH:], n - _ETH)
+            self.from_stack += 1
+
+    def _ours(self, f):
+        """From the LAN address to its subnet."""
+        a, m = self._addr, self._mask
+        for i in range(4):
+            if f[_ETH + 12 + i] != a[i] or (f[_ETH + 16 + i] ^ a[i]) & m[i]:
+                return False
+        return True
+
+    def stats(self):
+        return {"to_stack": self.to_stack, "from_stack": self.from_stack,
+                "refused": self.refused}
+
+    def close(self):
+        self.sock.close()
+
+
+_stack_addr = [None]
+
+
+def _stack(addr, mask):
+    """The kernel's end holds the LAN address (and only it): set when it changes."""
+    prefix = bin(ip(mask)).count("1")
+    want = "%s/%d" % (addr, prefix)
+    if _stack_addr[0] != want:
+        os.system("ip addr flush dev %s && ip addr add %s dev %s" % (STACK_IF, want, STACK_IF))
+        _stack_addr[0] = want
+
+
 _links = ()
+_local = None
 _poller = None
 _shared = None
 
 
 def open_links(cfg):
-    global _links, _poller, _shared
-    for link in _links:
+    global _links, _poller, _shared, _local
+    for link in _links + ((_local,) if _local is not None else ()):
         link.close()
+    _local = None
     lan_cfg, wan_cfg = cfg["lan"], cfg["wan"]
     lan_mtu, wan_mtu = lan_cfg["mtu"], wan_cfg["mtu"]  # each link's own (config.py)
     _shared = Frame(max(lan_mtu, wan_mtu))
@@ -216,7 +334,19 @@ def open_links(cfg):
     _poller.register(lan.sock, select.POLLIN)
     _poller.register(wan.sock, select.POLLIN)
     _links = (lan, wan)
+    if _exists(LOCAL_IF) and _exists(STACK_IF):
+        _stack(lan_cfg["addr"], lan_cfg["mask"])
+        _local = lan.local = LocalLink(lan, lan_cfg["addr"], lan_cfg["mask"])
+        _poller.register(_local.sock, select.POLLIN)
     return lan, wan
+
+
+def _exists(ifname):
+    try:
+        _sysfs(ifname, "ifindex")
+        return True
+    except OSError:
+        return False
 
 
 def wait(timeout_ms):
@@ -228,6 +358,8 @@ def wait(timeout_ms):
             timeout_ms = min(timeout_ms, _HOUSEKEEP_MS)
     _poller.ipoll(timeout_ms)  # polls now; which socket is ready does not matter
     now = time.ticks_ms()
+    if _local is not None:
+        _local.pump(now)
     for link in _links:
         link.housekeep(now)
 
@@ -244,7 +376,20 @@ def start(fn):
 
 # Slow path, for the REPL / mpremote: per-link counters and ARP caches.
 def counters():
-    return {link.name: link.stats() for link in _links}
+    d = {link.name: link.stats() for link in _links}
+    if _local is not None:
+        d["local"] = _local.stats()
+    return d
+
+
+def lan_hosts():
+    """[(address, MAC)] of the LAN hosts in the ARP cache (the page's clients)."""
+    out = []
+    for entry in _links[0].arp.entries() if _links else ():
+        addr, mac, state = entry.split()
+        if state == "reachable":
+            out.append((addr, mac))
+    return out
 
 
 def neighbours():

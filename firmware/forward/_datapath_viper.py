@@ -1,8 +1,9 @@
 # datapath.drain compiled by viper, for ports with native emitters (the unix port, the
 # ESP32): the same verdicts and counters as datapath.drain_py and screen_py, which the
 # tests compare with it. The screen is inlined (one call less per packet); parse and
-# translate are the engine's (nat/_viper.py), passed in the path tuple so no global is
-# looked up per packet.
+# translate_flow are the engine's (nat/_viper.py). Everything comes in the path tuple:
+# naming a global here would make every call swap the module's globals and push an nlr
+# context (py/emitnative.c, MP_SCOPE_FLAG_REFGLOBALS).
 import micropython
 from micropython import const
 
@@ -23,6 +24,7 @@ _FRAG_ANY = const(0x3FFF)
 _OPT_SOURCE_ROUTE = const(1)
 _K_TCP = const(1)
 _K_UDP = const(2)
+_K_ERROR = const(4)
 # forward/shared.py
 _LAN = const(0)
 # forward/counters.py
@@ -59,7 +61,12 @@ _DHCP_SERVER = const(67)
 
 @micropython.viper
 def drain(path, limit: int) -> int:
-    recv, send, parse, translate, buf, f, pol, c, mems, heads, side, slow = path
+    recv, send, parse, flow, error, buf, f, pol, c, mems, heads, side, slow = path
+    if limit <= 0:
+        return 0
+    n = int(recv(buf))
+    if n <= 0:
+        return 0  # an idle link costs one call: the casts below come after it
     s = int(side)
     me = s * _P_SIDE  # this side's policy block
     p = ptr8(buf)
@@ -67,10 +74,13 @@ def drain(path, limit: int) -> int:
     pw = ptr16(pol)
     cc = ptr32(c)
     i = 0
-    while i < limit:
-        n = int(recv(buf))
-        if n <= 0:
-            return i
+    while True:
+        if i > 0:
+            if i >= limit:
+                return i
+            n = int(recv(buf))
+            if n <= 0:
+                return i
         i += 1
         cc[_C_RX_LAN + s] += 1
         if int(parse(buf, n, f)) != _OK:
@@ -122,7 +132,10 @@ def drain(path, limit: int) -> int:
                 elif w[_F_LEN] > pw[me + _P_OUT_MTU]:
                     v = _V_TOO_BIG
         if v == _V_PASS:
-            st = int(translate(buf, f, mems, heads))
+            if kind == _K_ERROR:
+                st = int(error(buf, f, mems, heads))
+            else:
+                st = int(flow(buf, f, mems, heads))  # any other kind: UNTRANSLATED
             if st == _OK:
                 send(buf, w[_F_LEN])
                 cc[_C_TRANSLATED_OUT + s] += 1
@@ -130,4 +143,3 @@ def drain(path, limit: int) -> int:
                 slow(_V_UNTRANSLATED, st)
         else:
             slow(v, _OK)
-    return limit

@@ -11,8 +11,8 @@
 #     traffic (its subnet, broadcast, multicast, a directed broadcast to the WAN);
 #   handed to the slow path: for the router itself (its LAN address, DHCP), to the WAN
 #     address from the LAN (hairpinning), a fragment, longer than the link out's MTU;
-#   else translated (nat.core.translate); what the engine does not translate (a new flow,
-#     TTL 1, ...) goes to the slow path too, with the engine's status.
+#   else translated (nat.core.translate_flow); what the engine does not translate (a new
+#     flow, TTL 1, ...) goes to the slow path too, with the engine's status.
 #
 # Two twins: drain_py below, plain Python (CPython, the 32-bit WASI build), and drain in
 # _datapath_viper.py, compiled by viper where nat.core runs viper (the unix port, the
@@ -23,8 +23,9 @@ from array import array
 from compat import const
 from nat import core
 from nat.checksum import get16
-from nat.consts import (OK, UDP, IP_PROTO, IP_SRC, IP_DST, F_LEN, F_KIND, F_SPORT, F_DPORT,
-                        F_FRAG, F_OPT, K_TCP, K_UDP, OPT_SOURCE_ROUTE, FRAG_ANY)
+from nat.consts import (OK, UDP, IP_PROTO, IP_SRC, IP_DST, F_LEN, F_KIND,
+                        F_SPORT, F_DPORT, F_FRAG, F_OPT, K_TCP, K_UDP, K_ERROR,
+                        OPT_SOURCE_ROUTE, FRAG_ANY)
 from .counters import (C_RX_LAN, C_TRANSLATED_OUT, C_DROPPED_MALFORMED,
                        C_DROPPED_LAN_LOCAL, C_DROPPED_BAD_SOURCE, C_DROPPED_MARTIAN,
                        C_DROPPED_SOURCE_ROUTE, C_DROPPED_PORT_ZERO)
@@ -74,8 +75,8 @@ def policy(cfg, mtus):
 
 
 class Datapath:
-    """Both directions: poll() drains a batch from each link. The slow path's
-    from_lan/from_wan get what the screen or the engine hands on."""
+    """Both directions: drain(dp.lan, limit) and drain(dp.wan, limit) (Router.poll). The
+    slow path's from_lan/from_wan get what the screen or the engine hands on."""
 
     def __init__(self, shared, slow):
         self._shared = shared
@@ -86,15 +87,10 @@ class Datapath:
     def set_policy(self, cfg):
         """Take cfg's addresses, MTUs and source-route flag (also while forwarding)."""
         s = self._shared
-        pol = policy(cfg, s.mtus)
-        common = (core.parse, core.translate, s.buf, s.fields, pol, s.counters, s.table.mems,
-                  s.table.heads)
+        common = (core.parse, core.translate_flow, core.translate_error, s.buf, s.fields,
+                  policy(cfg, s.mtus), s.counters, s.table.mems, s.table.heads)
         self.lan = (s.recvs[LAN], s.sends[WAN]) + common + (LAN, self._slow.from_lan)
         self.wan = (s.recvs[WAN], s.sends[LAN]) + common + (WAN, self._slow.from_wan)
-
-    def poll(self, limit):
-        """Up to `limit` packets from each link; returns how many came."""
-        return drain(self.lan, limit) + drain(self.wan, limit)
 
 
 # ---- the pure-Python twin
@@ -159,7 +155,7 @@ def screen_py(buf, f, pol, c, side):
 def drain_py(path, limit):
     """Handle up to `limit` packets from one link (Datapath.lan or .wan); returns how
     many came."""
-    recv, send, parse, translate, buf, f, pol, c, mems, heads, side, slow = path
+    recv, send, parse, flow, error, buf, f, pol, c, mems, heads, side, slow = path
     for i in range(limit):
         n = recv(buf)
         if n <= 0:
@@ -170,7 +166,10 @@ def drain_py(path, limit):
             continue
         verdict = screen_py(buf, f, pol, c, side)
         if verdict == V_PASS:
-            status = translate(buf, f, mems, heads)
+            if f[F_KIND] == K_ERROR:
+                status = error(buf, f, mems, heads)
+            else:
+                status = flow(buf, f, mems, heads)  # any other kind: UNTRANSLATED
             if status == OK:
                 send(buf, f[F_LEN])
                 c[C_TRANSLATED_OUT + side] += 1  # translated_in follows translated_out

@@ -9,17 +9,19 @@
 # fragments); and the loop here, which runs them, the once-a-second chores and the REPL's
 # calls on one thread.
 import nat
-from compat import sleep_ms, ticks_ms
+from compat import sleep_ms, ticks_ms, ticks_diff
 from .counters import NAMES as COUNTER_NAMES, C_ERRORS
-from .datapath import Datapath
+from .datapath import Datapath, drain
 from .shared import Shared
 from .slowpath import SlowPath
+from .traffic import Traffic
 
 BATCH = 32          # packets drained from each link per loop iteration
 WAIT_MS = 100       # longest wait for traffic; bounds how late tick() and stop() act
 ICMP_RATE = 10      # router-originated ICMP errors per second ...
 ICMP_BURST = 20     # ... and burst (RFC 1812 4.3.2.8)
 EXPIRE_SCAN = 64    # flow slots of each protocol checked for expiry each second
+TICK_MS = 100       # the table's seconds clock is read at most this often (poll())
 
 
 class Router:
@@ -29,17 +31,21 @@ class Router:
     millisecond clock of the ICMP rate limit, clock the table's seconds clock (None: the
     engine's own); tests pass fake ones. buf: the receive buffer, at least as long as
     both links' MTU (a board may hand one out that its links frame in place). dhcp: the
-    LAN's DHCP server (services.dhcp.DhcpServer) or None."""
+    LAN's DHCP server (services.dhcp.DhcpServer) or None. table: a flow table to use
+    (shared.flow_table: emptied, or replaced when its sizes are not cfg's)."""
 
     def __init__(self, cfg, lan, wan, wait=None, ms=ticks_ms, clock=None, batch=BATCH,
-                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None, dhcp=None):
-        self.shared = s = Shared(cfg, lan, wan, buf, clock)
+                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None, dhcp=None, table=None):
+        self.shared = s = Shared(cfg, lan, wan, buf, clock, table)
         self.table = s.table
         self.slow = SlowPath(s, ms, icmp_rate, icmp_burst, dhcp)
         self.datapath = Datapath(s, self.slow)
         self._wait = wait
         self._batch = batch
+        self._ms = ms
+        self._ticked_ms = ms()
         self._started_s = s.table.now()
+        self.traffic = Traffic()  # once a second, for the page's plot (traffic.py)
         self._job = None  # call(): a function the REPL wants run on this thread
         self._thread = None
         self._running = False
@@ -56,7 +62,7 @@ class Router:
 
     @property
     def dhcp(self):
-        return self.slow.dhcp
+        return self.slow.dhcp if self.slow is not None else None
 
     @property
     def lan(self):
@@ -69,13 +75,22 @@ class Router:
     # ---- the loop
 
     def poll(self):
-        """One loop iteration without waiting: refresh the table's clock, then drain
-        each link up to a batch. Returns the number of packets handled."""
-        if self.table.tick():
-            self._chores()
+        """One loop iteration without waiting: refresh the table's clock (when TICK_MS
+        have passed), then drain each link up to a batch. Returns the number of packets
+        handled. Its own cost counts when traffic is light (a packet per call): two C
+        calls and a compare, the drains called from here."""
+        now = self._ms()
+        if not 0 <= ticks_diff(now, self._ticked_ms) < TICK_MS:
+            self._tick(now)
         if self._job is not None:
             self._run_job()
-        return self.datapath.poll(self._batch)
+        dp = self.datapath
+        return drain(dp.lan, self._batch) + drain(dp.wan, self._batch)
+
+    def _tick(self, now):
+        self._ticked_ms = now
+        if self.table.tick():
+            self._chores()
 
     def _chores(self):
         """Once a second: what runs on time, not per packet."""
@@ -83,6 +98,7 @@ class Router:
         self.slow.frags.expire()
         if self.slow.dhcp is not None:
             self.slow.dhcp.tick()
+        self.traffic.sample(self.shared.counters, self.wan)
 
     def run(self):
         """Forward until stop(). Exceptions (a link failing to send...) are counted and
@@ -127,6 +143,17 @@ class Router:
 
     def is_running(self):
         return self._running
+
+    def release(self):
+        """Once stopped and joined: drop what forwarding held (the flow table, buffers,
+        the slow path), so that a stale handle on this Router (another thread's local)
+        does not keep its heap from the next one. Returns the flow table, for reuse."""
+        s = self.shared
+        table = s.table
+        # cfg and the counters stay (a last look at them); the rest goes
+        s.table = s.buf = s.packet = s.fields = s.links = s.recvs = s.sends = None
+        self.table = self.slow = self.datapath = self.traffic = None
+        return table
 
     # ---- changes while forwarding
 
@@ -182,6 +209,10 @@ class Router:
     def uptime(self):
         """Seconds since this router was made (the table's clock: it does not wrap)."""
         return self.table.now() - self._started_s
+
+    def rates(self):
+        """Packets and bytes per second over the last minutes (traffic.py)."""
+        return self.traffic.rates()
 
     def counters(self):
         """Every counter, plus the table's occupancy, as one dict."""

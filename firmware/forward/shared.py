@@ -11,16 +11,33 @@ LAN = const(0)   # a side: the link a packet came in on or leaves by, an index i
 WAN = const(1)
 
 
+def flow_table(cfg, clock=None, table=None):
+    """cfg's flow table: `table` emptied and given cfg's timeouts and share when it has
+    cfg's sizes (a restart keeps its arrays: no new allocation, no fragmentation), else a
+    new one."""
+    t, n = cfg["table"], cfg["nat"]
+    if table is not None and same_sizes(table, cfg):
+        table.reset()
+        table.set_timeouts(**n["timeouts"])
+        table.set_share(n["share"])
+        return table
+    return nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"], clock=clock,
+                     timeouts=n["timeouts"], share=n["share"])
+
+
+def same_sizes(table, cfg):
+    """Whether the flow table has the sizes cfg asks for."""
+    return all(table.capacity(p) == cfg["table"][name] for p, name in nat.PROTOCOLS)
+
+
 class Shared:
-    def __init__(self, cfg, lan, wan, buf, clock=None):
-        t = cfg["table"]
+    def __init__(self, cfg, lan, wan, buf, clock=None, table=None):
         self.cfg = cfg            # the validated configuration in force (manage/config.py)
         self.links = (lan, wan)   # the board's links (boards/README.md), by side
         self.recvs = (lan.recv_into, wan.recv_into)  # bound once: a bound method allocates
         self.sends = (lan.send, wan.send)
         self.mtus = (lan.mtu, wan.mtu)
-        self.table = nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"], clock=clock,
-                               timeouts=cfg["nat"]["timeouts"], share=cfg["nat"]["share"])
+        self.table = flow_table(cfg, clock, table)
         # The receive buffer: every packet is handled in place in it.
         size = max(lan.mtu, wan.mtu)
         if buf is None:

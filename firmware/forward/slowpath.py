@@ -179,17 +179,27 @@ class SlowPath:
 
     def _to_router(self, side):
         """A packet for one of the router's own addresses: answer pings and (on the LAN)
-        DHCP, drop the rest. TTL does not matter here: the packet has arrived."""
+        DHCP; TCP from the LAN to the LAN address goes to the board's own IP stack where
+        its LAN link has one (Link.local: the page's server, boards/README.md); drop the
+        rest. TTL does not matter here: the packet has arrived."""
         s = self._s
         buf, f = s.buf, s.fields
         if (self.dhcp is not None and side == _LAN and buf[_IP_PROTO] == _UDP
                 and f[_F_DPORT] == _DHCP_SERVER and not f[_F_FRAG] & _FRAG_ANY):
+            from services import hostnames  # what the client calls itself, for the page
+            l4 = f[_F_L4]
+            hostnames.note(buf, l4 + 8, l4 + get16(buf, l4 + 4))
             self._dhcp_request()
         elif (f[_F_KIND] == _K_QUERY and f[_F_TYPE] == _ECHO_REQUEST and f[_F_CODE] == 0
                 and not f[_F_FRAG] & _FRAG_ANY and _single_host(buf[_IP_SRC])):
             echo_reply_in_place(buf, f[_F_L4])
             s.sends[side](buf, f[_F_LEN])
             s.counters[_C_ECHO_REPLIES] += 1
+        elif (side == _LAN and buf[_IP_PROTO] == _TCP and not f[_F_FRAG] & _FRAG_ANY
+                and get16(buf, _IP_DST) == s.halves[_LAN][0]
+                and get16(buf, _IP_DST + 2) == s.halves[_LAN][1]
+                and getattr(s.links[_LAN], "local", None) is not None):
+            s.links[_LAN].local.send(buf, f[_F_LEN])
         else:
             s.counters[_C_DROPPED_TO_ROUTER] += 1
 

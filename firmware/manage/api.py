@@ -10,7 +10,7 @@
 # apply(), which restarts forwarding with them (flows are lost). save() keeps the
 # configuration on the board's flash; until then a reboot forgets the changes.
 import nat
-from . import config
+from . import config, memory
 from .runner import runner
 
 # The configuration being edited, in the file's form (config.to_file); None: the
@@ -35,7 +35,18 @@ def _current():
 def status():
     """Uptime, addresses, counters, table occupancy, DHCP and links, as one dict."""
     r = _router()
-    return r.call(_status, r)
+    return _off_thread(r.call(_status, r))
+
+
+def _off_thread(out):
+    """What status() adds on the caller's thread, not the router's: the board's per-link
+    counters (on the lwIP host board a round trip to another process, which the router's
+    loop must not wait for) and the keys waiting for apply."""
+    out["pending"] = pending()
+    links = getattr(runner.board, "counters", None)
+    if links is not None:
+        out["links"] = links()
+    return out
 
 
 def _status(r):
@@ -49,7 +60,6 @@ def _status(r):
         "counters": {},
         "flows": {},
         "last_error": r.last_error,
-        "pending": pending(),
     }
     counters = r.counters()
     for proto, name in nat.PROTOCOLS:
@@ -61,9 +71,7 @@ def _status(r):
         out["dhcp"] = dict(r.dhcp.counters(), leases=len(leases), table=r.dhcp.pool.cap)
         for state in ("offered", "bound", "declined"):
             out["dhcp"][state] = len([x for x in leases if x["state"] == state])
-    links = getattr(runner.board, "counters", None)
-    if links is not None:
-        out["links"] = links()
+    out["memory"] = memory.report(runner.board)
     return out
 
 
@@ -113,6 +121,70 @@ def pending():
         return []
     running = config.to_file(_router().cfg)
     return [k for k in _edited if running[k] != _edited[k]]
+
+
+def traffic():
+    """Packets and bytes per second forwarded in (WAN -> LAN) and out over the last
+    minutes, oldest first, from the ring the router fills once a second:
+    {"seconds", "packets_in", "packets_out", "bytes_in", "bytes_out"} (the bytes None
+    where the board's WAN link does not count them)."""
+    r = _router()
+    return r.call(r.rates)
+
+
+def overview():
+    """status() and traffic() from one visit to the router's thread (the status page)."""
+    r = _router()
+    s, rates = r.call(lambda: (_status(r), r.rates()))
+    return _off_thread(s), rates
+
+
+def clients():
+    """Every LAN host the router knows of, from the DHCP leases, the board's neighbours
+    (its ARP cache, the access point's stations: board.lan_hosts(), optional) and the
+    host names clients send (DHCP option 12): [{"addr", "mac", "hostname", "lease"
+    (state or None), "remaining" (s), "static", "flows"}], by address."""
+    r = _router()
+    rows, flows = r.call(_leases_and_flows, r)
+    from services import hostnames
+    names = hostnames.names()
+    known = getattr(runner.board, "lan_hosts", None)
+    for addr, mac in known() if known is not None else ():
+        row = _client(rows, addr, mac)
+        if row["addr"] is None:
+            row["addr"] = addr
+    for row in rows:
+        row["hostname"] = names.get(row["mac"]) if row["mac"] else None
+        row["flows"] = flows.get(row["addr"], 0)
+    return sorted(rows, key=lambda x: nat.ip(x["addr"]) if x["addr"] else 1 << 32)
+
+
+def _leases_and_flows(r):
+    """On the router's thread: the lease table as client rows, and the flows in use by
+    LAN address (the inside end, or the host a port forward leads to)."""
+    rows = []
+    for x in (r.dhcp.leases() if r.dhcp is not None else ()):
+        if x["state"] in ("offered", "bound") or x["static"]:
+            rows.append({"addr": x["addr"], "mac": x["mac"], "lease": x["state"],
+                         "remaining": x["remaining"], "static": x["static"]})
+    lan, mask = r.cfg["lan"]["addr_int"], r.cfg["lan"]["mask_int"]
+    counts = {}
+    for flow in r.table.flows():
+        for a in (flow[1], flow[7]):   # the inside end; where a port forward leads
+            if a & mask == lan & mask:
+                counts[a] = counts.get(a, 0) + 1
+                break
+    return rows, {nat.ip_str(a): n for a, n in counts.items()}
+
+
+def _client(rows, addr, mac):
+    """The row of this MAC (or, without one, this address), made if there is none."""
+    for row in rows:
+        if (mac is not None and row["mac"] == mac) or (mac is None and row["addr"] == addr):
+            return row
+    row = {"addr": addr, "mac": mac, "lease": None, "remaining": None, "static": False}
+    rows.append(row)
+    return row
 
 
 def leases():
@@ -183,6 +255,7 @@ def apply():
     if _edited is None:
         return {"restarted": False, "pending": []}
     cfg = config.validate(_edited, strict=True)[0]
+    memory.check_tables(cfg, _router().cfg, runner.board)  # refused here, not half-way
     runner.restart(cfg)
     _edited = None
     return {"restarted": True, "pending": []}
@@ -197,6 +270,39 @@ def save(path=None):
     if r.dhcp is not None:
         r.call(r.dhcp.flush)
     return {"saved": path, "pending": pending()}
+
+
+def set_password(text):
+    """Set the admin password of the page on the LAN (kept salted and hashed, never in
+    clear: manage/webconfig.py): in force at once and written to the board's flash at
+    once, alone (other changes still wait for save()). ValueError when it is too short
+    or too long."""
+    from . import store, webconfig
+    stored = {"password": webconfig.hash_password(text)}
+    r = _router()
+    running = config.to_file(r.cfg)
+    running["admin"] = stored
+    cfg = config.validate(running, strict=True)[0]
+    r.call(r.reconfigure, cfg)
+    runner.reconfigured(cfg)
+    if _edited is not None:
+        _edited["admin"] = dict(stored)
+    path = runner.config_path
+    raw = store.load_json(path)[0]
+    try:
+        if not isinstance(raw, dict):
+            raise ValueError("no configuration file yet")
+        raw["admin"] = stored
+        config.save(path, raw)
+    except ValueError:  # none yet, or one load() repairs: the running one, whole
+        config.save(path, running)
+    return {"saved": path}
+
+
+def password_set():
+    """Whether the page has an admin password yet (a fresh board serves only the page
+    that sets one)."""
+    return _router().cfg["admin"]["password"] != ""
 
 
 def reset():

@@ -32,6 +32,7 @@ from services import dhcp_config
 from . import store
 from .validation import Bad, Problems, is_int
 from .wifi import validate as _wifi
+from . import webconfig
 
 DEFAULT_PATH = "natrouter.json"
 TABLE_MAX = 8192
@@ -58,6 +59,7 @@ def defaults():
         "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
+    d.update(webconfig.defaults())    # the page on the LAN, its password, MQTT
     for key, value in _board["defaults"].items():
         if isinstance(value, dict):  # over a section, or a section of the board's own
             d[key] = dict(d.get(key, {}))
@@ -195,6 +197,7 @@ def validate(raw, strict=False):
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],
                                        problems)[0]
     cfg["wifi"] = _wifi(raw.get("wifi", d["wifi"]), d["wifi"], problems)
+    cfg.update(webconfig.validate(raw, d, problems))
     for key, value in d.items():  # the board's own sections
         if key not in cfg:
             sec = raw.get(key, value)

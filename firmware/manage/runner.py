@@ -7,6 +7,7 @@
 #   runner.router            # the Router forwarding now (None before start)
 #   runner.restart(cfg)      # stop it, then forward again with cfg (validated)
 from forward.router import Router
+from forward.shared import flow_table, same_sizes
 
 from . import config
 
@@ -14,6 +15,7 @@ from . import config
 class Runner:
     def __init__(self):
         self.router = None       # the Router forwarding now
+        self.launches = 0        # routers started: which one runs, without holding it
         self.board = None        # the board module it runs on (boards/README.md)
         self.config_path = None  # where its configuration lives
         self._lock = None        # made at start(): the WASI build has no _thread
@@ -36,7 +38,13 @@ class Runner:
             cfg, problems = config.load(self.config_path)
             for msg in problems:
                 print("natrouter: config:", msg)
-            self.router = self._launch(cfg)
+            try:
+                self.router = self._launch(cfg)
+            except MemoryError:  # a file's tables this heap cannot hold: boot anyway
+                cfg = dict(cfg, table=config.defaults()["table"])
+                print("natrouter: config: table: too big for the heap; using %r" % cfg["table"])
+                self._collect()
+                self.router = self._launch(cfg)
         print("natrouter: LAN %s/%s, WAN %s/%s via %s; REPL: import nr; nr.help()" % (
             cfg["lan"]["addr"], cfg["lan"]["mask"], cfg["wan"]["addr"], cfg["wan"]["mask"],
             cfg["wan"]["gateway"]))
@@ -47,8 +55,24 @@ class Runner:
         its addresses and MTU, the flow table starts empty, the DHCP leases are kept."""
         self._need_start()
         with self._lock:
-            self._stop()
-            self.router = self._launch(cfg)
+            running = self.router.cfg if self.router is not None else None
+            table = self._stop()
+            if table is not None and not same_sizes(table, cfg):
+                table = None      # gone before the new tables are made
+                self._collect()
+            try:
+                self.router = self._launch(cfg, table)
+            except MemoryError:
+                # (manage.memory.check_tables refuses most of these first.) Forward again
+                # as before: the old tables' room is free again.
+                if running is None:
+                    raise
+                self._collect()
+                self.router = self._launch(running)
+                raise ValueError("table: the heap could not hold tcp %d, udp %d, icmp %d "
+                                 "flows; still forwarding with the tables before"
+                                 % (cfg["table"]["tcp"], cfg["table"]["udp"],
+                                    cfg["table"]["icmp"]))
             return self.router
 
     def stop(self):
@@ -79,23 +103,37 @@ class Runner:
             raise OSError("the router was never started (runner.start(board))")
 
     def _stop(self):
-        if self.router is not None:
-            self.router.stop()
-            self.router.join()
-            if self.router.dhcp is not None:  # its loop has ended: nobody else writes
-                self.router.dhcp.flush()      # the leases a batch still holds
-            # The old tables go before the new ones are made: a board's heap need not
-            # hold both (on an ESP32 it would grow into what lwIP needs).
-            self.router = None
-            import gc
-            gc.collect()
+        """Stop the router; returns its flow table (restart() reuses it at the same sizes)."""
+        r = self.router
+        if r is None:
+            return None
+        r.stop()
+        r.join()
+        if r.dhcp is not None:  # its loop has ended: nobody else writes
+            r.dhcp.flush()      # the leases a batch still holds
+        # What forwarding held goes before the next router's is made, whoever still holds
+        # this one: a board's heap need not hold both (on an ESP32 it would grow into
+        # what lwIP needs).
+        table = r.release()
+        self.router = r = None
+        self._collect()
+        return table
 
-    def _launch(self, cfg):
+    @staticmethod
+    def _collect():
+        import gc
+        gc.collect()
+
+    def _launch(self, cfg, table=None):
         board = self.board
+        # The flow table first: its arrays are the largest, and the heap's largest free
+        # blocks are where the last router's were, before the links take pieces of them.
+        table = flow_table(cfg, table=table)
         lan, wan = board.open_links(cfg)
         buffer = getattr(board, "packet_buffer", None)
         r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None,
-                   dhcp=self.make_dhcp(cfg))
+                   dhcp=self.make_dhcp(cfg), table=table)
+        self.launches += 1
         r.mark_running()  # before the thread starts, so that a second start() sees it
         board.start(r.run)
         return r

@@ -1,18 +1,17 @@
-# The pure-Python core: parse() and translate(), the per-packet primitives. It is what
+# The pure-Python core: parse() and translate_flow(), the per-packet primitives. It is what
 # CPython and the 32-bit WASI build run, and the reference the viper core (_viper.py)
 # is compared with on every packet the tests build. Everything here works on bytes and
 # 16-bit words, small ints on any MicroPython, so it allocates nothing either.
 # Layout: consts.py.
 from .flows import find, timeout
 from .checksum import fold, get16, put16, sum16
-from .icmperr import translate_error
 from .consts import (IP_LEN, IP_FRAG, IP_TTL, IP_PROTO, IP_CSUM, IP_SRC, IP_DST, IP_MIN,
                      L4_SPORT, L4_DPORT, TCP_OFF, TCP_FLAGS, TCP_CSUM, TCP_MIN, UDP_LEN,
                      UDP_CSUM, UDP_MIN, ICMP_CODE, ICMP_CSUM, ICMP_ID, ICMP_MIN, OK,
                      UNTRANSLATED, TTL_EXCEEDED, MALFORMED, TCP, UDP, ICMP, QUERY_TYPES,
                      ERROR_TYPES, NO_ICMP, OPT_SOURCE_ROUTE, FRAG_MF, FRAG_OFFSET,
                      REQUEST_TYPES, F_OK, F_LEN, F_L4, F_PROTO, F_TTL, F_KIND, F_SPORT,
-                     F_DPORT, F_TYPE, F_CODE, F_FRAG, F_OPT, K_OTHER, K_TCP, K_UDP, K_QUERY,
+                     F_DPORT, F_TYPE, F_CODE, F_FRAG, F_OPT, F_CAP, K_OTHER, K_TCP, K_UDP, K_QUERY,
                      K_ERROR, H_NOW, HDR, SLOT, S_KEY1, KEY_SRC_HI, KEY_SRC_LO, KEY_DST_HI,
                      KEY_DST_LO, KEY_SPORT, KEY_DPORT, S_TIME, S_STATE, ST_ANSWERED,
                      ST_FIN0, ST_FIN1, ST_RST, ST_ALL, TCP_FIN, TCP_SYN, TCP_RST, NONE)
@@ -22,7 +21,7 @@ def parse(buf, n, f):
     """Decode the IPv4 packet buf[0:n] into the fields f. Returns OK or MALFORMED (then
     only F_OK changed)."""
     f[F_OK] = 0
-    if n < IP_MIN or n > len(buf):
+    if n < IP_MIN or n > f[F_CAP]:  # the bound buffer's length (Packet.bind)
         return MALFORMED
     hl = (buf[0] & 15) << 2
     tl = get16(buf, IP_LEN)
@@ -94,24 +93,23 @@ def _kind(buf, hl, tl, frag):
     return K_OTHER
 
 
-def translate(buf, f, mems, heads):
-    """Translate the packet parsed into f in place, by the flow tables mems[kind],
-    heads[kind]. Returns a status (consts.py)."""
+def translate_flow(buf, f, mems, heads):
+    """Translate the packet parsed into f in place (a TCP, UDP or ICMP query packet) by
+    its flow in the tables mems, heads (indexed by kind). Returns a status (consts.py);
+    UNTRANSLATED for other kinds (ICMP errors: icmperr.translate_error)."""
     if not f[F_OK]:
         return MALFORMED
     kind = f[F_KIND]
-    if kind == K_OTHER:
+    if kind == K_OTHER or kind == K_ERROR:
         return UNTRANSLATED
-    if kind == K_ERROR:
-        return translate_error(buf, f, mems, heads)
-    mem = mems[kind]
+    mem, head = mems[kind], heads[kind]
     a = buf[IP_SRC] << 8 | buf[IP_SRC + 1]
     b = buf[IP_SRC + 2] << 8 | buf[IP_SRC + 3]
     c = buf[IP_DST] << 8 | buf[IP_DST + 1]
     d = buf[IP_DST + 2] << 8 | buf[IP_DST + 3]
     sp = f[F_SPORT]
     dp = f[F_DPORT]
-    ent = find(mem, heads[kind], a, b, c, d, sp, dp)
+    ent = find(mem, head, a, b, c, d, sp, dp)
     if ent == NONE:
         return UNTRANSLATED
     slot = HDR + (ent >> 1) * SLOT
@@ -185,3 +183,4 @@ def translate(buf, f, mems, heads):
     if refresh:
         mem[slot + S_TIME] = mem[H_NOW]
     return OK
+

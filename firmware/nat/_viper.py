@@ -1,12 +1,15 @@
-# The viper core: parse() and translate() compiled to machine code, for ports with
+# The viper core: parse() and translate_flow() compiled to machine code, for ports with
 # native emitters (the unix port, the ESP32). The pure-Python twin is _python.py, and
 # the tests run both on the same packets. Importing this where viper is missing fails;
-# nat/core.py then picks the twin. ICMP errors are rare: translate() hands them to the
-# one pure-Python path (icmperr.py).
+# nat/core.py then picks the twin. ICMP errors are rare: the caller hands them to the one
+# pure-Python path (icmperr.py; Table.translate and the datapath dispatch).
+#
+# Neither names a global (not even a builtin such as len): a viper function that does is
+# entered and left with a swap of the module's globals and an nlr context
+# (py/emitnative.c, MP_SCOPE_FLAG_REFGLOBALS), which cost more on an ESP32 than half the
+# work. Hence F_CAP for the buffer's length, and ICMP errors left to the caller.
 import micropython
 from micropython import const
-
-from .icmperr import translate_error
 
 # ---- layout: written by tools/layout.py from the modules it names; do not edit
 # nat/consts.py
@@ -56,6 +59,7 @@ _F_TYPE = const(8)
 _F_CODE = const(9)
 _F_FRAG = const(10)
 _F_OPT = const(11)
+_F_CAP = const(12)
 _NO_ICMP = const(0xFFFF)
 _FRAG_MF = const(0x2000)
 _OPT_SOURCE_ROUTE = const(1)
@@ -96,7 +100,7 @@ def parse(buf, n: int, f) -> int:
     p = ptr8(buf)
     w = ptr16(f)
     w[_F_OK] = 0
-    if n < _IP_MIN or n > int(len(buf)):
+    if n < _IP_MIN or n > w[_F_CAP]:
         return _MALFORMED
     b0 = p[0]
     hl = (b0 & 15) << 2
@@ -181,15 +185,13 @@ def parse(buf, n: int, f) -> int:
 
 
 @micropython.viper
-def translate(buf, f, mems, heads) -> int:
+def translate_flow(buf, f, mems, heads) -> int:
     w = ptr16(f)
     if w[_F_OK] == 0:
         return _MALFORMED
     kind = w[_F_KIND]
-    if kind == _K_OTHER:
+    if kind == _K_OTHER or kind == _K_ERROR:
         return _UNTRANSLATED
-    if kind == _K_ERROR:
-        return int(translate_error(buf, f, mems, heads))
     p = ptr8(buf)
     m = ptr16(mems[kind])
     hd = ptr16(heads[kind])
@@ -300,3 +302,4 @@ def translate(buf, f, mems, heads) -> int:
     if refresh:
         m[slot + _S_TIME] = m[_H_NOW]
     return _OK
+

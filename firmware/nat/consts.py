@@ -93,7 +93,9 @@ F_TYPE = const(8)      # ICMP type, or NO_ICMP
 F_CODE = const(9)      # ICMP code, or NO_ICMP
 F_FRAG = const(10)     # the flags and fragment offset word (header bytes 6-7) as sent
 F_OPT = const(11)      # OPT_* bits: the IP options the packet carries
-F_WORDS = const(12)
+F_CAP = const(12)      # the bound buffer's length (Packet.bind): parse() reads no further
+F_WRITABLE = const(13)  # 1 when the bound buffer may be rewritten in place (Packet.bind)
+F_WORDS = const(14)
 
 NO_ICMP = const(0xFFFF)   # F_TYPE/F_CODE of a packet that is not ICMP, or a later fragment
 FRAG_DF = const(0x4000)   # in F_FRAG: don't fragment

@@ -4,8 +4,14 @@
 from array import array
 
 from . import core
-from .consts import (F_OK, F_LEN, F_PROTO, F_TTL, F_KIND, F_SPORT, F_DPORT, F_TYPE,
+from .consts import (const, F_OK, F_LEN, F_PROTO, F_TTL, F_KIND, F_SPORT, F_DPORT, F_TYPE,
                      F_CODE, F_WORDS, K_TCP, K_QUERY, NO_ICMP)
+
+# ---- layout: written by tools/layout.py from the modules it names; do not edit
+# nat/consts.py
+_F_CAP = const(12)
+_F_WRITABLE = const(13)
+# ---- end of layout
 
 
 def _addr(buf, at):
@@ -28,7 +34,6 @@ class Packet:
     def __init__(self, pure=False):
         self.fields = array("H", bytes(2 * F_WORDS))
         self._buf = None
-        self.writable = False  # whether translate() may rewrite the buffer
         self._parse = (core.python if pure else core).parse
 
     def parse(self, buf, n=-1):
@@ -40,9 +45,21 @@ class Packet:
 
     def bind(self, buf):
         """Make buf this packet's buffer without parsing: for callers that run the
-        per-packet primitives (nat.core.parse) on `fields` themselves."""
+        per-packet primitives (nat.core.parse) on `fields` themselves. parse() reads no
+        further than the buffer's length, noted here in the fields (F_CAP)."""
+        # parse() rebinds for every packet when buffers alternate: what bind learns goes
+        # into the fields, as a store to one of this class's attributes costs more than
+        # the rest (it has properties: every store looks for a setter).
         self._buf = buf
-        self.writable = _writable(buf)
+        f = self.fields
+        f[_F_WRITABLE] = type(buf) is bytearray or _writable(buf)
+        cap = len(buf)
+        f[_F_CAP] = cap if cap < 0x10000 else 0xFFFF
+
+    @property
+    def writable(self):
+        """Whether translate() may rewrite the buffer in place."""
+        return self.fields[_F_WRITABLE] == 1
 
     @property
     def buf(self):

@@ -7,7 +7,7 @@ from collections import namedtuple
 
 from . import core
 from .consts import (ICMP, TCP, UDP, OK, OVERLAP, CANNOT_NAT, MALFORMED, FULL,
-                     NAT, REDIRECT, F_OK, F_KIND, F_SPORT, F_DPORT, F_TYPE, K_OTHER, K_TCP,
+                     NAT, REDIRECT, F_OK, F_KIND, F_WRITABLE, F_SPORT, F_DPORT, F_TYPE, K_OTHER, K_TCP,
                      K_UDP, K_QUERY, K_ERROR, REQUEST_TYPES, H_MASK, H_CAP, H_USED, H_NOW,
                      H_SEED, H_T_EST, H_T_TRANS, H_T_IDLE, H_EMASK, HDR, S_KEY1, S_TIME,
                      S_STATE, SLOT, FL_USED, FL_REDIRECT, ST_ANSWERED, ST_RST, ST_FIN0,
@@ -49,7 +49,8 @@ def _pow2(n):
     return p
 
 
-def _new_tables(cap, seed):
+def _shape(cap):
+    """(exact buckets, endpoint buckets) of a protocol's table of cap flows."""
     if not isinstance(cap, int) or not 1 <= cap <= MAX_FLOWS:
         raise ValueError("flow table capacity must be 1..%d, got %r" % (MAX_FLOWS, cap))
     # Exact chains: about one entry a bucket (two keys a flow), never over 3 heads a flow.
@@ -57,8 +58,34 @@ def _new_tables(cap, seed):
     if buckets > 3 * cap and buckets > 2:
         buckets >>= 1
     ends = _pow2(cap) >> 1 or 1  # endpoint chains: slow path only, two a bucket will do
-    mem = _words(HDR + cap * SLOT, 0)
-    heads = _words(buckets + 2 * ends, NONE)
+    return buckets, ends
+
+
+# What a Table costs beyond its arrays' words: each array's object and its items rounded
+# up to the collector's 16-byte blocks, and the Table's own objects (rooms, clock,
+# timeouts): 2.4 KB measured on the 64-bit unix port, less on 32 bits.
+_ARRAY_OBJECT = 32
+_BLOCK = 16
+_TABLE_OBJECTS = 2560
+
+
+def table_bytes(tcp, udp, icmp):
+    """Heap bytes Table(tcp, udp, icmp) keeps (an upper bound on MicroPython, 32 or 64
+    bits): what a board checks before it makes one."""
+    total = _TABLE_OBJECTS
+    for cap in (tcp, udp, icmp):
+        buckets, ends = _shape(cap)
+        for words in (HDR + cap * SLOT, buckets + 2 * ends):
+            total += _ARRAY_OBJECT + (2 * words + _BLOCK - 1) // _BLOCK * _BLOCK
+    return total
+
+
+def _new_tables(cap, seed):
+    buckets, ends = _shape(cap)
+    mem = _words(HDR + cap * SLOT)
+    heads = _words(buckets + 2 * ends)
+    for i in range(HDR):
+        mem[i] = 0
     mem[H_MASK] = buckets - 1
     mem[H_EMASK] = ends - 1
     mem[H_CAP] = cap
@@ -67,11 +94,14 @@ def _new_tables(cap, seed):
     return mem, heads
 
 
-def _words(n, fill):
+def _words(n):
+    """n words, allocated once; the caller writes every one (clear() and the header)."""
     try:
-        return array("H", [fill]) * n  # CPython: exactly n words
-    except TypeError:  # MicroPython's arrays do not repeat; this one allocates exactly
-        return array("H", bytes((fill & 0xFF,)) * (2 * n))
+        return array("H", [0]) * n  # CPython
+    except TypeError:
+        # MicroPython's arrays do not repeat. A sized iterable is stored straight into an
+        # array of its length; bytes would be copied (twice the table at the peak).
+        return array("H", range(n))
 
 
 def _key(mem, s, d):
@@ -104,7 +134,7 @@ class Table:
         self._rooms = (None,) + tuple(Room(m, 50) for m in self.mems[1:])
         self.set_share(share)
         self._clock = clock or Clock()
-        self._translate = (core.python if pure else core).translate
+        self._flow = core.python.translate_flow if pure else core.translate_flow
         self._now = None
         self.set_timeouts(**(timeouts or {}))
         self.tick()
@@ -112,10 +142,13 @@ class Table:
     # ---- per packet
 
     def translate(self, p):
-        if not p.writable and p.fields[F_OK] and p.fields[F_KIND] != K_OTHER:
+        f = p.fields
+        if not f[F_WRITABLE] and f[F_OK] and f[F_KIND] != K_OTHER:
             # Checked before any byte changes: viper's ptr8 would write into bytes.
             raise TypeError("the packet's buffer is read-only")
-        return self._translate(p.buf, p.fields, self.mems, self.heads)
+        if f[F_KIND] == K_ERROR and f[F_OK]:
+            return core.translate_error(p._buf, f, self.mems, self.heads)
+        return self._flow(p._buf, f, self.mems, self.heads)  # (p.buf: a property, a call)
 
     # ---- time
 

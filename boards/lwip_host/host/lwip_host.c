@@ -10,8 +10,11 @@
  *   lwip_host --dir DIR --lan TAP,MAC,ADDR,MASK --wan TAP,MAC,ADDR,MASK,GATEWAY
  *             [--lan-mtu 1500] [--wan-mtu 1500]
  *             --tcp 0-1023,1024-49151 --udp 0-67,69-1023,1024-49151 --icmp 0-65535 [--dhcp]
+ *             [--local TUN]
  *
  * --dhcp: the firmware serves DHCP on the LAN; natlink claims the LAN's DHCP requests.
+ * --local: the board's own IP stack, the kernel behind that TUN device (localstack.c): it
+ * gets the TCP lwIP would take for the firmware's sockets.
  * DIR holds the sockets: lan.host and wan.host (ours, bound here), lan.upy and wan.upy
  * (the firmware's), ctl (counters and ARP cache as JSON, for the REPL and the tests; and
  * "claims tcp=R udp=R icmp=R dhcp=0|1", R as on the command line: what natlink claims,
@@ -53,6 +56,7 @@
 #include "lwip/netif.h"
 #include "lwip/tcpip.h"
 
+#include "localstack.h"
 #include "natlink.h"
 #include "natlink_port_posix.h"
 
@@ -83,6 +87,9 @@ struct host_counters {
     uint32_t bad_hellos;      /* ... with a datagram size other than ours */
     uint32_t rx_alloc_fails;  /* no memory for a received frame's pbuf */
     uint32_t tap_tx_errors;   /* the TAP refused a frame lwIP sent */
+    uint32_t to_local;        /* packets handed to the board's own stack (--local) */
+    uint32_t from_local;      /* its packets sent out through natlink */
+    uint32_t local_drops;     /* ... that the TUN refused (its reader's) */
 };
 
 /* A TAP netif's driver state: the TAP's fd, its reader thread, lwIP's send buffer. */
@@ -92,6 +99,7 @@ struct tap {
     pthread_t reader;
     uint8_t rbuf[FRAME_MAX];    /* the reader's */
     uint8_t wbuf[FRAME_MAX];    /* lwIP's thread's, for a pbuf chain */
+    uint8_t lbuf[FRAME_MAX];    /* the reader's, for a frame going to the local stack */
 };
 
 /* natlink_t must outlive everything (lwIP may hold a TX slot after natlink_stop()),
@@ -106,6 +114,7 @@ static struct tap taps[NATLINK_LINKS];
 static int stop_efd = -1;       /* written once at shutdown: the TAP readers end */
 static volatile int stopping;   /* set before shutdown: guard_input lets nothing in */
 static uint32_t tx_waits;       /* loop turns that waited for a free natlink TX slot */
+static uint32_t local_refused;  /* local stack packets from neither address, or natlink refused */
 
 static int link_mtu[NATLINK_LINKS] = {1500, 1500};   /* lwIP's netifs' */
 static const char *dir;
@@ -229,7 +238,7 @@ static void parse_args(int argc, char **argv)
         {"lan", required_argument, NULL, 'l'}, {"wan", required_argument, NULL, 'w'},
         {"tcp", required_argument, NULL, 't'}, {"udp", required_argument, NULL, 'u'},
         {"icmp", required_argument, NULL, 'i'}, {"dhcp", no_argument, NULL, 'D'},
-        {NULL, 0, NULL, 0},
+        {"local", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0},
     };
     int c, seen = 0;
 
@@ -244,6 +253,7 @@ static void parse_args(int argc, char **argv)
         case 'u': parse_ranges(optarg, &ranges[1]); break;
         case 'i': parse_ranges(optarg, &ranges[2]); break;
         case 'D': lan_dhcp = 1; break;
+        case 'o': local_open(optarg); break;
         default: die("usage: see the top of boards/lwip_host/host/lwip_host.c");
         }
     }
@@ -403,6 +413,16 @@ static err_t guard_input(struct pbuf *p, struct netif *inp)
     if (!stopping && n >= 14) {
         unsigned type = (unsigned)h[12] << 8 | h[13];
         keep = type == 0x0806 || (type == 0x0800 && (n < sizeof h || for_lwip(h + 30)));
+        if (keep && type == 0x0800 && n == sizeof h && h[23] == 6 && local_fd() >= 0) {
+            u16_t len = pbuf_copy_partial(p, taps[link].lbuf, sizeof taps[link].lbuf, 0);
+            int r = local_divert(link, taps[link].lbuf, len, lcfg[NATLINK_LAN].addr,
+                                 lcfg[NATLINK_WAN].addr);
+            if (r != 0) {
+                (*(r > 0 ? &hc[link].to_local : &hc[link].local_drops))++;
+                pbuf_free(p);
+                return ERR_OK;
+            }
+        }
     }
     if (!keep) {
         hc[link].not_for_lwip++;
@@ -626,6 +646,33 @@ static int from_firmware(int link)
     return 0;
 }
 
+/* The local stack's packets out through natlink, by their source: from the LAN address
+ * on the LAN, from the WAN address on the WAN; while TX slots last. Returns 1 when it
+ * stopped for want of a slot (the TUN keeps the rest). */
+static int from_local(void)
+{
+    for (int i = 0; i < BATCH; i++) {
+        ssize_t n;
+        int link;
+
+        if (natlink_tx_free(&nl) == 0) {
+            return 1;
+        }
+        n = local_read(pkt, sizeof pkt);
+        if (n == 0) {
+            return 0;
+        }
+        link = memcmp(pkt + 12, lcfg[NATLINK_LAN].addr, 4) == 0 ? NATLINK_LAN
+             : memcmp(pkt + 12, lcfg[NATLINK_WAN].addr, 4) == 0 ? NATLINK_WAN : -1;
+        if (link >= 0 && (pkt[0] >> 4) == 4 && natlink_send(&nl, link, pkt, (int)n) == 0) {
+            hc[link].from_local++;
+        } else {
+            local_refused++;
+        }
+    }
+    return 0;
+}
+
 /* ---- control: counters and lwIP's ARP cache, as one JSON object ---- */
 
 struct out {
@@ -701,13 +748,14 @@ static void control(void)
             "\"sent\": %u, \"tx_full\": %u, \"tx_errors\": %u, \"kick_fails\": %u, "
             "\"delivered\": %u, \"deliver_drops\": %u, \"from_fw\": %u, \"send_refused\": %u, "
             "\"not_for_lwip\": %u, \"hellos\": %u, \"bad_hellos\": %u, \"rx_alloc_fails\": %u, "
-            "\"tap_tx_errors\": %u}, ",
+            "\"tap_tx_errors\": %u, \"to_local\": %u, \"from_local\": %u, \"local_drops\": %u}, ",
             link_name[i], c.claimed, c.passed, c.rx_drops, c.received, c.sent, c.tx_full,
             c.tx_errors, c.kick_fails, h->delivered, h->deliver_drops, h->from_fw,
             h->send_refused, h->not_for_lwip, h->hellos, h->bad_hellos, h->rx_alloc_fails,
-            h->tap_tx_errors);
+            h->tap_tx_errors, h->to_local, h->from_local, h->local_drops);
     }
-    put(&o, "\"tx_waits\": %u, \"tx_free\": %d, \"arp\": [", tx_waits, natlink_tx_free(&nl));
+    put(&o, "\"tx_waits\": %u, \"tx_free\": %d, \"local_refused\": %u, \"arp\": [", tx_waits,
+        natlink_tx_free(&nl), local_refused);
     LOCK_TCPIP_CORE();              /* lwIP's ARP table: its thread's, or under its lock */
     for (size_t i = 0, first = 1; i < ARP_TABLE_SIZE; i++) {
         ip4_addr_t *ip;
@@ -730,7 +778,7 @@ static void control(void)
 
 int main(int argc, char **argv)
 {
-    enum { P_EVENT, P_SIG, P_CTL, P_LAN, P_WAN, P_N };
+    enum { P_EVENT, P_SIG, P_CTL, P_LOCAL, P_LAN, P_WAN, P_N };
     struct pollfd pfd[P_N];
     sigset_t sigs;
     int sfd, backlog = 0, tx_blocked = 0, spins = 0;
@@ -777,6 +825,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < NATLINK_LINKS; i++) {
             pfd[P_LAN + i] = (struct pollfd){sock[i], (short)(tx_blocked ? 0 : POLLIN), 0};
         }
+        pfd[P_LOCAL] = (struct pollfd){local_fd(), (short)(tx_blocked ? 0 : POLLIN), 0};
         if (tx_blocked) {
             tx_waits++;
             /* lwIP's thread frees a slot within microseconds; yield to it, and sleep
@@ -805,6 +854,7 @@ int main(int argc, char **argv)
             for (int i = 0; i < NATLINK_LINKS; i++) {
                 tx_blocked |= from_firmware(i);
             }
+            tx_blocked |= from_local();
         } else {
             tx_blocked = 1;
         }

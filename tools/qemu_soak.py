@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Traffic through the emulated ESP32 for minutes, the router rebuilt every minute.
+
+    qemu_soak.py [--prefix es] [--minutes 10] [--rate 100]
+
+Boots the emulated board (tools/qemu.py) and streams UDP from the LAN host to the
+server (--rate datagrams a second) while, once a minute, the REPL changes the TCP
+table's size and calls apply(): the router stops, its tables go, new ones are made
+(manage.api.apply, manage.runner.restart). Each minute a ping must cross, and apply()
+must neither fail nor leave a MemoryError behind. Prints the heaps (MicroPython's,
+ESP-IDF's free and largest free block, api.status()["memory"]) at the start, after
+each apply() and at the end. Exit status 0 when every minute passed.
+"""
+import argparse
+import sys
+import time
+
+import qemu
+from topology import LAN1, SRV, handle_signals
+
+# One minute's check on the board: a new TCP table size, apply(), the memory after it.
+APPLY = """\
+from manage import api
+api.change({"table.tcp": %d})
+r = api.apply()
+s = api.status()
+print(repr((r["restarted"], s["flows"]["tcp"][1], s["last_error"], s["memory"])))
+"""
+STATUS = "from manage import api\nprint(repr(api.status()['memory']))"
+SIZES = (180, 192)   # the TCP table, by turns (the board's default is 192)
+
+
+def row(label, m):
+    return ("%-10s heap free %7d used %7d | ESP-IDF free %7d largest %7d lowest %7d"
+            % (label, m["heap_free"], m["heap_used"], m["idf_free"], m["idf_largest"],
+               m["idf_min_free"]))
+
+
+def soak(topo, minutes, rate, log=print):
+    """Returns (rows, failures): the memory at each point, what went wrong."""
+    failures = []
+    rows = [("start", topo.eval_on_board(STATUS))]
+    log(row(*rows[-1]))
+    sink = topo.popen(topo.srv, "socat", "-u", "UDP-RECV:9", "/dev/null")
+    stream = topo.peer_bg(topo.lan1, "udp_stream.py", 46001, SRV, 9, int(rate * 60 * minutes) + 1,
+                          rate)
+    try:
+        t0 = time.monotonic()
+        for minute in range(1, minutes + 1):
+            time.sleep(max(0, t0 + 60 * minute - time.monotonic()))
+            size = SIZES[minute % 2]
+            try:
+                restarted, cap, error, m = topo.eval_on_board(APPLY % size, timeout=60)
+            except Exception as e:  # the REPL's traceback: apply() failed
+                failures.append("minute %d: apply() failed: %s" % (minute, str(e)[-300:]))
+                continue
+            if not restarted or cap != size:
+                failures.append("minute %d: apply() did not rebuild the table (%r, %r)"
+                                % (minute, restarted, cap))
+            if error:
+                failures.append("minute %d: the router's last error: %s" % (minute, error))
+            if not topo.ping(topo.lan1, SRV, count=3, wait=3):
+                failures.append("minute %d: no ping crossed after apply()" % minute)
+            rows.append(("minute %d" % minute, m))
+            log(row(*rows[-1]))
+    finally:
+        stream.terminate()
+        stream.wait(10)
+        sink.terminate()
+        sink.wait(10)
+    rows.append(("end", topo.eval_on_board(STATUS)))
+    log(row(*rows[-1]))
+    return rows, failures
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prefix", default="es")
+    ap.add_argument("--minutes", type=int, default=10)
+    ap.add_argument("--rate", type=float, default=100)
+    args = ap.parse_args(argv)
+    why = qemu.unavailable()
+    if why:
+        print("qemu_soak: %s" % why, file=sys.stderr)
+        return 1
+    topo = qemu.QemuTopology(args.prefix, log=lambda *a: None)
+    handle_signals()
+    try:
+        topo.up()
+        print("emulated ESP32, %d minutes of UDP %s -> %s at %g/s, apply() every minute; "
+              "ESP-IDF reserve %d" % (args.minutes, LAN1, SRV, args.rate,
+                                       topo.eval_on_board(STATUS)["idf_reserve"]))
+        _, failures = soak(topo, args.minutes, args.rate)
+        forwarded = topo.eval_on_board(
+            "from manage import api\nprint(api.status()['counters']['translated_out'])")
+    finally:
+        topo.down()
+    print("forwarded LAN -> WAN since the last apply(): %d" % forwarded)
+    for f in failures:
+        print("FAILED", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
