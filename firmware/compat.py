@@ -1,6 +1,8 @@
 # What differs between the runtimes the firmware runs on (MicroPython on a board or the
 # unix port, the 32-bit WASI build, CPython in host tests and tools), answered once.
 # No other firmware module asks which runtime it is on.
+from array import array
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -58,3 +60,18 @@ try:
     from gc import mem_free, mem_alloc
 except ImportError:  # CPython: no fixed heap to measure
     mem_free = mem_alloc = None
+
+
+def zeros(typecode, n, fill=0):
+    """array(typecode) of n items set to fill, allocated once and in place: a bytes or
+    list to copy from would be a temporary as large (twice the array at the peak, and in a
+    fragmented heap one more block that must be found)."""
+    try:
+        return array(typecode, [fill]) * n  # CPython
+    except TypeError:
+        # MicroPython's arrays do not repeat; a sized iterable is stored straight into
+        # an array of its length.
+        a = array(typecode, range(n))
+        for i in range(n):
+            a[i] = fill
+        return a

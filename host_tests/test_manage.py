@@ -301,3 +301,29 @@ def test_loop_and_repl_share_nothing_on_the_unix_port():
     assert line and line[0].startswith("STRESS ok"), out
     words = dict(w.split("=") for w in line[0].split()[2:])
     assert int(words["sent"]) > 1000 and words["errors"] == "0", out
+
+
+def test_a_heap_that_holds_neither_table_still_leaves_a_router(board, monkeypatch):
+    """apply() with tables the heap cannot hold, in a heap so fragmented that the tables
+    before no longer fit either: the runner forwards with its smallest tables and says
+    so; a router runs, traffic crosses, the traffic ring is the one made at the start."""
+    from manage import runner as runner_mod
+    made = runner_mod.flow_table
+    ring = runner.router.traffic
+
+    def heap_full_but_for_the_smallest(cfg, clock=None, table=None):
+        if cfg["table"] != runner_mod.LAST_RESORT:
+            raise MemoryError("memory allocation failed")
+        return made(cfg, clock, table)
+
+    monkeypatch.setattr(runner_mod, "flow_table", heap_full_but_for_the_smallest)
+    api.change({"table.tcp": 1024})
+    with pytest.raises(ValueError, match=r"^table: the heap could not hold tcp 1024, udp 256, "
+                                         r"icmp 64 flows; still forwarding, with tcp 16, "
+                                         r"udp 16, icmp 8$"):
+        api.apply()
+    r = runner.router
+    assert r.is_running() and r.traffic is ring
+    assert [r.table.capacity(p) for p in (6, 17, 1)] == [16, 16, 8]
+    _, wan = exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=5000, dport=53))
+    assert len(wan) == 1 and wan[0].src == WAN

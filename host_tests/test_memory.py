@@ -154,7 +154,7 @@ def test_tables_the_heap_cannot_hold_never_stop_the_router(tmp_path):
                      r"bytes of heap; \d+ are free", out), out
     assert "AFTER (512, 256, 64) True ['table']" in out, out
     assert ("RESTART refused: table: the heap could not hold tcp 4096, udp 4096, icmp 1024 "
-            "flows; still forwarding with the tables before") in out, out
+            "flows; still forwarding, with tcp 512, udp 256, icmp 64") in out, out
     assert "STILL (512, 256, 64) True" in out, out
     assert "GROWN True (1024, 256, 64)" in out, out
 
@@ -202,3 +202,36 @@ def test_restarts_reuse_the_table_and_never_hold_two(tmp_path):
     grew, tables = map(int, re.search(r"GREW (-?\d+) (\d+)", out).groups())
     assert abs(grew - tables) < 4096, out   # not the old ones' 38 KB on top (nor 45 KB more
     # of the old router's buffers)
+
+
+def _udp(sport):
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import raw
+    return bytearray(raw(IP(src="192.168.4.2", dst="203.0.113.5") / UDP(sport=sport, dport=53)))
+
+
+def test_a_table_reshaped_in_its_own_arrays_works_at_its_new_size():
+    """Table.reshape: smaller tables in the arrays a table has (a restart that allocates
+    nothing); flows fill exactly the new capacity and translate; larger is refused."""
+    import nat
+    t = nat.Table(tcp=64, udp=32, icmp=16)
+    p = nat.Packet()
+    p.parse(_udp(1000))
+    assert t.add(p, nat.ip("198.51.100.2"), lambda: 41000) == nat.OK
+    mems = [bytes(m) for m in t.mems[1:]]
+    arrays = list(t.mems[1:])
+    assert t.holds(64, 32, 16) and t.holds(8, 4, 1) and not t.holds(64, 33, 16)
+    t.reshape(8, 4, 1)
+    assert [t.capacity(x) for x in (6, 17, 1)] == [8, 4, 1] and t.count(17) == 0
+    assert [bytes(m) for m in t.mems[1:]] != mems          # emptied and reshaped ...
+    assert all(a is b for a, b in zip(t.mems[1:], arrays))  # ... in place
+    ports = iter(range(42000, 43000))
+    for sport in range(2000, 2006):   # a full table makes room (nat/room.py): 4 at most
+        p.parse(_udp(sport))
+        assert t.add(p, nat.ip("198.51.100.2"), lambda: next(ports)) == nat.OK
+        assert t.count(17) == min(sport - 1999, 4)
+    buf = _udp(2005)
+    p.parse(buf)
+    assert t.translate(p) == nat.OK and bytes(buf[12:16]) == bytes([198, 51, 100, 2])
+    with pytest.raises(ValueError, match="too small for tcp 64, udp 33, icmp 16"):
+        t.reshape(64, 33, 16)

@@ -5,29 +5,42 @@
 
 Boots the emulated board (tools/qemu.py) and streams UDP from the LAN host to the
 server (--rate datagrams a second) while, once a minute, the REPL changes the TCP
-table's size and calls apply(): the router stops, its tables go, new ones are made
-(manage.api.apply, manage.runner.restart). Each minute a ping must cross, and apply()
-must neither fail nor leave a MemoryError behind. Prints the heaps (MicroPython's,
+table's size (180 and 192 flows by turns) and calls apply(): the router stops and a new
+one starts (manage.api.apply, manage.runner.restart; the flow table's arrays reused when
+they hold the new size). Each minute the stream must have crossed since the last apply(),
+a ping must cross after it, and apply() must neither fail nor leave an error behind. Prints the heaps (MicroPython's,
 ESP-IDF's free and largest free block, api.status()["memory"]) at the start, after
 each apply() and at the end. Exit status 0 when every minute passed.
 """
 import argparse
+import ast
 import sys
 import time
 
 import qemu
 from topology import LAN1, SRV, handle_signals
 
-# One minute's check on the board: a new TCP table size, apply(), the memory after it.
+# One minute's check on the board: what crossed since the last apply(), the other TCP
+# table size, apply(), the memory after it. The result's line is marked: the console's
+# own lines (the restart's) may come after it.
 APPLY = """\
 from manage import api
-api.change({"table.tcp": %d})
-r = api.apply()
 s = api.status()
-print(repr((r["restarted"], s["flows"]["tcp"][1], s["last_error"], s["memory"])))
+size = %d if s["flows"]["tcp"][1] == %d else %d
+api.change({"table.tcp": size})
+r = api.apply()
+t = api.status()
+print("SOAK", repr((s["counters"]["translated_out"], size, r["restarted"], t["flows"]["tcp"][1],
+                    t["last_error"], t["memory"])))
 """
-STATUS = "from manage import api\nprint(repr(api.status()['memory']))"
+STATUS = "from manage import api\nprint('SOAK', repr(api.status()['memory']))"
 SIZES = (180, 192)   # the TCP table, by turns (the board's default is 192)
+
+
+def marked(topo, code, timeout=60):
+    """What code printed after "SOAK " on the board, as a Python value."""
+    out = topo.exec_on_board(code, timeout)
+    return ast.literal_eval(next(ln for ln in out.splitlines() if ln.startswith("SOAK "))[5:])
 
 
 def row(label, m):
@@ -36,27 +49,32 @@ def row(label, m):
                m["idf_min_free"]))
 
 
-def soak(topo, minutes, rate, log=print):
-    """Returns (rows, failures): the memory at each point, what went wrong."""
+def soak(topo, minutes, rate, log=print, period=60):
+    """Returns (rows, failures): the memory at each point, what went wrong. period: the
+    seconds between two apply() (a "minute"; tests take shorter ones)."""
     failures = []
-    rows = [("start", topo.eval_on_board(STATUS))]
+    rows = [("start", marked(topo, STATUS))]
     log(row(*rows[-1]))
     sink = topo.popen(topo.srv, "socat", "-u", "UDP-RECV:9", "/dev/null")
-    stream = topo.peer_bg(topo.lan1, "udp_stream.py", 46001, SRV, 9, int(rate * 60 * minutes) + 1,
+    stream = topo.peer_bg(topo.lan1, "udp_stream.py", 46001, SRV, 9, int(rate * period * minutes) + 1,
                           rate)
     try:
         t0 = time.monotonic()
         for minute in range(1, minutes + 1):
-            time.sleep(max(0, t0 + 60 * minute - time.monotonic()))
-            size = SIZES[minute % 2]
+            time.sleep(max(0, t0 + period * minute - time.monotonic()))
             try:
-                restarted, cap, error, m = topo.eval_on_board(APPLY % size, timeout=60)
+                forwarded, size, restarted, cap, error, m = marked(
+                    topo, APPLY % (SIZES[0], SIZES[1], SIZES[1]))
             except Exception as e:  # the REPL's traceback: apply() failed
                 failures.append("minute %d: apply() failed: %s" % (minute, str(e)[-300:]))
+                log(failures[-1])
                 continue
             if not restarted or cap != size:
                 failures.append("minute %d: apply() did not rebuild the table (%r, %r)"
                                 % (minute, restarted, cap))
+            if forwarded == 0:
+                failures.append("minute %d: the stream did not cross since the last apply()"
+                                % minute)
             if error:
                 failures.append("minute %d: the router's last error: %s" % (minute, error))
             if not topo.ping(topo.lan1, SRV, count=3, wait=3):
@@ -68,7 +86,7 @@ def soak(topo, minutes, rate, log=print):
         stream.wait(10)
         sink.terminate()
         sink.wait(10)
-    rows.append(("end", topo.eval_on_board(STATUS)))
+    rows.append(("end", marked(topo, STATUS)))
     log(row(*rows[-1]))
     return rows, failures
 
@@ -90,15 +108,14 @@ def main(argv=None):
         topo.up()
         print("emulated ESP32, %d minutes of UDP %s -> %s at %g/s, apply() every minute; "
               "ESP-IDF reserve %d" % (args.minutes, LAN1, SRV, args.rate,
-                                       topo.eval_on_board(STATUS)["idf_reserve"]))
+                                       marked(topo, STATUS)["idf_reserve"]))
         _, failures = soak(topo, args.minutes, args.rate)
-        forwarded = topo.eval_on_board(
-            "from manage import api\nprint(api.status()['counters']['translated_out'])")
     finally:
         topo.down()
-    print("forwarded LAN -> WAN since the last apply(): %d" % forwarded)
     for f in failures:
         print("FAILED", f)
+    print("every minute: apply() rebuilt the router, the stream crossed, a ping crossed"
+          if not failures else "%d failures" % len(failures))
     return 1 if failures else 0
 
 

@@ -18,9 +18,8 @@
 # _datapath_viper.py, compiled by viper where nat.core runs viper (the unix port, the
 # ESP32). Chosen once, at the end of this module; the tests run both on the same packets.
 # Addresses stay 16-bit halves: a whole IPv4 address is a heap int on 32-bit MicroPython.
-from array import array
 
-from compat import const
+from compat import const, zeros
 from nat import core
 from nat.checksum import get16
 from nat.consts import (OK, UDP, IP_PROTO, IP_SRC, IP_DST, F_LEN, F_KIND,
@@ -61,7 +60,7 @@ DHCP_SERVER = const(67)  # the port DHCP clients send to (RFC 2131 4.1)
 
 def policy(cfg, mtus):
     """The policy words for a validated configuration; mtus: (LAN MTU, WAN MTU)."""
-    pol = array("H", bytes(2 * P_WORDS))
+    pol = zeros("H", P_WORDS)
     for side, name in ((LAN, "lan"), (WAN, "wan")):
         a, m = cfg[name]["addr_int"], cfg[name]["mask_int"]
         at = side * P_SIDE

@@ -35,9 +35,8 @@
 # finished datagrams, then the oldest datagram still waiting for its first fragment (a
 # flood of bogus later fragments is exactly that; a real one waits microseconds). An
 # unverified later fragment never evicts a datagram whose first fragment was translated.
-from array import array
 
-from compat import const, ticks_diff, ticks_ms
+from compat import const, ticks_diff, ticks_ms, zeros
 from .fragmenter import BAD, DF_SET, fragment, ip_header_length  # noqa: F401 (one API)
 from nat.checksum import fold, put16
 
@@ -141,21 +140,28 @@ class Fragments:
         self._timeout = timeout_ms
         self._key = bytearray(entries * _KB)
         self._xl = bytearray(entries * 8)       # new src + dst, from the translated first
-        self._w = array("H", bytes(2 * entries * _EW))
-        self._time = array("I", bytes(4 * entries))   # ticks_ms when made or translated
+        self._w = zeros("H", entries * _EW)
+        self._time = zeros("I", entries)   # ticks_ms when made or translated
         # ... and in which order: many fragments share a millisecond, and "oldest first"
         # must not fall back on the table's order then
-        self._order = array("I", bytes(4 * entries))
+        self._order = zeros("I", entries)
         self._seq = 0
         self._pool = bytearray(blocks << _BLOCK_SHIFT)
-        self._bnext = array("H", bytes(2 * blocks))  # next block of a record; free list
-        self._rlen = array("H", bytes(2 * blocks))   # a record's length (at its first block)
-        self._rnext = array("H", bytes(2 * blocks))  # the entry's next record
+        self._bnext = zeros("H", blocks)  # next block of a record; free list
+        self._rlen = zeros("H", blocks)   # a record's length (at its first block)
+        self._rnext = zeros("H", blocks)  # the entry's next record
         self._blocks = blocks
-        self._c = array("I", bytes(4 * len(NAMES)))
+        self._c = zeros("I", len(NAMES))
         self.before = bytearray(8)   # note(): the first fragment's addresses as it came
         self.side = 0                # the link of the last READY / next_ready() packet
         self.clear()
+
+    def reset(self):
+        """As new: clear(), the counters zeroed (a new router's, reusing these arrays)."""
+        self.clear()
+        c = self._c
+        for i in range(len(c)):
+            c[i] = 0
 
     def clear(self):
         """Forget every datagram and held fragment (counters stay)."""

@@ -32,20 +32,26 @@ class Router:
     engine's own); tests pass fake ones. buf: the receive buffer, at least as long as
     both links' MTU (a board may hand one out that its links frame in place). dhcp: the
     LAN's DHCP server (services.dhcp.DhcpServer) or None. table: a flow table to use
-    (shared.flow_table: emptied, or replaced when its sizes are not cfg's)."""
+    (shared.flow_table: emptied, or replaced when its sizes are not cfg's). traffic: a
+    traffic.Traffic to sample into (cleared), else one of its own; frags: the same for
+    the fragments' arrays (fragments.Fragments on the ms clock)."""
 
     def __init__(self, cfg, lan, wan, wait=None, ms=ticks_ms, clock=None, batch=BATCH,
-                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None, dhcp=None, table=None):
+                 icmp_rate=ICMP_RATE, icmp_burst=ICMP_BURST, buf=None, dhcp=None, table=None,
+                 traffic=None, frags=None):
         self.shared = s = Shared(cfg, lan, wan, buf, clock, table)
         self.table = s.table
-        self.slow = SlowPath(s, ms, icmp_rate, icmp_burst, dhcp)
+        self.slow = SlowPath(s, ms, icmp_rate, icmp_burst, dhcp, frags)
         self.datapath = Datapath(s, self.slow)
         self._wait = wait
         self._batch = batch
         self._ms = ms
         self._ticked_ms = ms()
         self._started_s = s.table.now()
-        self.traffic = Traffic()  # once a second, for the page's plot (traffic.py)
+        if traffic is None:
+            traffic = Traffic()
+        traffic.clear()
+        self.traffic = traffic  # once a second, for the page's plot (traffic.py)
         self._job = None  # call(): a function the REPL wants run on this thread
         self._thread = None
         self._running = False

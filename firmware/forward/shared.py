@@ -1,9 +1,8 @@
 # What the datapath (datapath.py) and the slow path (slowpath.py) share: the packet being
 # handled, the counters, the flow table, the links and the router's own addresses. Named
 # here once; the Router (router.py) makes one and hands it to both.
-from array import array
 
-from compat import const
+from compat import const, zeros
 import nat
 from .counters import NAMES as COUNTER_NAMES
 
@@ -12,22 +11,17 @@ WAN = const(1)
 
 
 def flow_table(cfg, clock=None, table=None):
-    """cfg's flow table: `table` emptied and given cfg's timeouts and share when it has
-    cfg's sizes (a restart keeps its arrays: no new allocation, no fragmentation), else a
-    new one."""
+    """cfg's flow table: `table` emptied, at cfg's sizes, and given cfg's timeouts and
+    share when its arrays hold cfg's sizes (a restart keeps them: no new allocation, no
+    fragmentation), else a new one."""
     t, n = cfg["table"], cfg["nat"]
-    if table is not None and same_sizes(table, cfg):
-        table.reset()
+    if table is not None and table.holds(t["tcp"], t["udp"], t["icmp"]):
+        table.reshape(t["tcp"], t["udp"], t["icmp"])
         table.set_timeouts(**n["timeouts"])
         table.set_share(n["share"])
         return table
     return nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"], clock=clock,
                      timeouts=n["timeouts"], share=n["share"])
-
-
-def same_sizes(table, cfg):
-    """Whether the flow table has the sizes cfg asks for."""
-    return all(table.capacity(p) == cfg["table"][name] for p, name in nat.PROTOCOLS)
 
 
 class Shared:
@@ -48,7 +42,7 @@ class Shared:
         self.packet = nat.Packet()          # parsed from buf: the slow path's view of it
         self.packet.bind(buf)
         self.fields = self.packet.fields    # ... and the words the datapath reads
-        self.counters = array("I", bytes(4 * len(COUNTER_NAMES)))  # counters.py
+        self.counters = zeros("I", len(COUNTER_NAMES))  # counters.py
         # The router's addresses: 16-bit halves for the per-packet checks (a whole
         # address is a heap int on 32-bit MicroPython), ints for the slow path.
         la, wa = cfg["lan"]["addr_int"], cfg["wan"]["addr_int"]

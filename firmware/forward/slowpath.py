@@ -85,12 +85,16 @@ Forward = namedtuple("Forward", ("proto", "port", "to", "to_port"))
 
 class SlowPath:
     """shared: the Shared both paths work on; ms: the millisecond clock of the ICMP rate
-    limit and the fragment timers; dhcp: a services.dhcp.DhcpServer for the LAN, or None."""
+    limit and the fragment timers; dhcp: a services.dhcp.DhcpServer for the LAN, or None;
+    frags: a fragments.Fragments on the same clock to reuse (reset), else one of its own."""
 
-    def __init__(self, shared, ms, icmp_rate, icmp_burst, dhcp=None):
+    def __init__(self, shared, ms, icmp_rate, icmp_burst, dhcp=None, frags=None):
         self._s = shared
         self.errors = ErrorBuilder(ms, icmp_rate, icmp_burst)
-        self.frags = fragments.Fragments(ms=ms)
+        if frags is None:
+            frags = fragments.Fragments(ms=ms)
+        frags.reset()
+        self.frags = frags
         self._frag_out = bytearray(max(shared.mtus))  # packets cut into fragments
         self.forwards = ()
         self._portgen = None

@@ -3,7 +3,7 @@
 # (LAN -> WAN) and, where the board's WAN link keeps them, its byte counters
 # (Link.byte_counts(), optional: boards/README.md) go into a fixed ring made once.
 # Nothing here runs per packet.
-from array import array
+from compat import zeros
 
 from .counters import C_TRANSLATED_IN, C_TRANSLATED_OUT
 
@@ -15,10 +15,15 @@ _MASK = 0xFFFFFFFF
 class Traffic:
     def __init__(self, samples=SAMPLES):
         self.samples = samples
-        self._ring = array("I", bytes(4 * _WIDTH * samples))
+        self._ring = zeros("I", _WIDTH * samples)
         self._next = 0      # where the next sample goes
         self._taken = 0     # samples in the ring (at most `samples`)
         self.bytes = False  # whether the WAN link counts bytes
+
+    def clear(self):
+        """No samples: a new router's counters start again from zero."""
+        self._next = self._taken = 0
+        self.bytes = False
 
     def sample(self, counters, wan):
         """Once a second: the router's counters (array) and its WAN link."""

@@ -255,7 +255,8 @@ def apply():
     if _edited is None:
         return {"restarted": False, "pending": []}
     cfg = config.validate(_edited, strict=True)[0]
-    memory.check_tables(cfg, _router().cfg, runner.board)  # refused here, not half-way
+    r = _router()
+    memory.check_tables(cfg, r.cfg, runner.board, r.table)  # refused here, not half-way
     runner.restart(cfg)
     _edited = None
     return {"restarted": True, "pending": []}

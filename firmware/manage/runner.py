@@ -7,9 +7,21 @@
 #   runner.router            # the Router forwarding now (None before start)
 #   runner.restart(cfg)      # stop it, then forward again with cfg (validated)
 from forward.router import Router
-from forward.shared import flow_table, same_sizes
+from forward.shared import flow_table
+from forward.fragments import Fragments
+from forward.traffic import Traffic
 
 from . import config
+
+
+# The flow tables a router is launched with when the heap could hold neither the ones
+# asked for nor the ones before (fragmented): some 1.5 KB.
+LAST_RESORT = {"tcp": 16, "udp": 16, "icmp": 8}
+
+
+def _sizes(cfg):
+    t = cfg["table"]
+    return "tcp %d, udp %d, icmp %d" % (t["tcp"], t["udp"], t["icmp"])
 
 
 class Runner:
@@ -19,6 +31,10 @@ class Runner:
         self.board = None        # the board module it runs on (boards/README.md)
         self.config_path = None  # where its configuration lives
         self._lock = None        # made at start(): the WASI build has no _thread
+        # Made once, handed to each router: the traffic ring (forward/traffic.py) and the
+        # fragments' arrays (8 KB in one piece), which a fragmented heap may not find again.
+        self._traffic = None
+        self._frags = None
 
     def start(self, board, path=None):
         """Load the config, open the board's links and run a Router on its own thread.
@@ -43,8 +59,8 @@ class Runner:
             except MemoryError:  # a file's tables this heap cannot hold: boot anyway
                 cfg = dict(cfg, table=config.defaults()["table"])
                 print("natrouter: config: table: too big for the heap; using %r" % cfg["table"])
-                self._collect()
-                self.router = self._launch(cfg)
+                self.router = self._relaunch(cfg)
+                cfg = self.router.cfg
         print("natrouter: LAN %s/%s, WAN %s/%s via %s; REPL: import nr; nr.help()" % (
             cfg["lan"]["addr"], cfg["lan"]["mask"], cfg["wan"]["addr"], cfg["wan"]["mask"],
             cfg["wan"]["gateway"]))
@@ -57,23 +73,35 @@ class Runner:
         with self._lock:
             running = self.router.cfg if self.router is not None else None
             table = self._stop()
-            if table is not None and not same_sizes(table, cfg):
+            t = cfg["table"]
+            if table is not None and not table.holds(t["tcp"], t["udp"], t["icmp"]):
                 table = None      # gone before the new tables are made
                 self._collect()
             try:
                 self.router = self._launch(cfg, table)
             except MemoryError:
-                # (manage.memory.check_tables refuses most of these first.) Forward again
-                # as before: the old tables' room is free again.
+                # (manage.memory.check_tables refuses most of these first: a fragmented
+                # heap may still fail.) Forward again as before: the old tables' room is
+                # free again.
                 if running is None:
                     raise
-                self._collect()
-                self.router = self._launch(running)
-                raise ValueError("table: the heap could not hold tcp %d, udp %d, icmp %d "
-                                 "flows; still forwarding with the tables before"
-                                 % (cfg["table"]["tcp"], cfg["table"]["udp"],
-                                    cfg["table"]["icmp"]))
+                self.router = self._relaunch(running)
+                raise ValueError("table: the heap could not hold %s flows; still forwarding, "
+                                 "with %s" % (_sizes(cfg), _sizes(self.router.cfg)))
             return self.router
+
+    def _relaunch(self, cfg):
+        """After a launch the heap could not hold: cfg, else cfg with the smallest tables
+        (a router that forwards a few flows beats none; nr.status() shows the sizes)."""
+        self._collect()
+        try:
+            return self._launch(cfg)
+        except MemoryError:
+            self._collect()
+            cfg = dict(cfg, table=dict(LAST_RESORT))
+            print("natrouter: the heap holds no more than the smallest tables now: %r"
+                  % cfg["table"])
+            return self._launch(cfg)
 
     def stop(self):
         """Stop forwarding, wait for the router's loop to end, write the DHCP leases."""
@@ -131,8 +159,11 @@ class Runner:
         table = flow_table(cfg, table=table)
         lan, wan = board.open_links(cfg)
         buffer = getattr(board, "packet_buffer", None)
+        if self._traffic is None:
+            self._traffic, self._frags = Traffic(), Fragments()
         r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None,
-                   dhcp=self.make_dhcp(cfg), table=table)
+                   dhcp=self.make_dhcp(cfg), table=table, traffic=self._traffic,
+                   frags=self._frags)
         self.launches += 1
         r.mark_running()  # before the thread starts, so that a second start() sees it
         board.start(r.run)

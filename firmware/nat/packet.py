@@ -1,8 +1,8 @@
 # One IPv4 packet in a caller-owned buffer. parse() only reads the buffer and fills
 # `fields`, a small array of 16-bit words (layout: consts.py); attributes are computed
 # from those on access (slow path).
-from array import array
 
+from compat import zeros
 from . import core
 from .consts import (const, F_OK, F_LEN, F_PROTO, F_TTL, F_KIND, F_SPORT, F_DPORT, F_TYPE,
                      F_CODE, F_WORDS, K_TCP, K_QUERY, NO_ICMP)
@@ -32,7 +32,7 @@ class Packet:
     `pure=True` uses the pure-Python core even where the viper core exists."""
 
     def __init__(self, pure=False):
-        self.fields = array("H", bytes(2 * F_WORDS))
+        self.fields = zeros("H", F_WORDS)
         self._buf = None
         self._parse = (core.python if pure else core).parse
 

@@ -13,10 +13,10 @@
 #
 # Also here: the ports freed in the last two minutes (RFC 6888 REQ-8: not handed out again
 # so soon where possible), per table.
-from array import array
 
 from .flows import expired, first_at, idle, inside, outside, release, sweep, take_free
 from .consts import const
+from compat import zeros
 
 SCAN = const(48)        # slots a full table's search for room looks at
 HOSTS = const(64)       # inside hosts counted per table; more share one pool
@@ -47,8 +47,8 @@ class Room:
         self.mem = mem
         self.share = share  # percent of the capacity a host may hold when space is short
         self.hosts = {}     # inside host (hi << 16 | lo) -> flows; at most HOSTS entries
-        self._freed_port = array("H", bytes(2 * FREED))
-        self._freed_at = array("H", bytes(2 * FREED))
+        self._freed_port = zeros("H", FREED)
+        self._freed_at = zeros("H", FREED)
         self._freed_valid = bytearray(FREED)
         self._freed_next = 0
 

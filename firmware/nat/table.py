@@ -2,7 +2,6 @@
 # allocated in the constructor and never grown (layout: consts.py; the index: flows.py;
 # room in a full table: room.py). translate() is the per-packet path; everything else
 # here is the slow path.
-from array import array
 from collections import namedtuple
 
 from . import core
@@ -19,7 +18,7 @@ from .flows import (chain, clear, expired, find, first_at, idle, inside, outside
 from .room import Room
 from .clock import Clock
 from .addr import unroutable
-from compat import urandom
+from compat import urandom, zeros
 
 Ports = namedtuple("Ports", ("tcp", "udp", "icmp"))
 
@@ -82,26 +81,27 @@ def table_bytes(tcp, udp, icmp):
 
 def _new_tables(cap, seed):
     buckets, ends = _shape(cap)
-    mem = _words(HDR + cap * SLOT)
-    heads = _words(buckets + 2 * ends)
-    for i in range(HDR):
-        mem[i] = 0
-    mem[H_MASK] = buckets - 1
-    mem[H_EMASK] = ends - 1
-    mem[H_CAP] = cap
+    mem = zeros("H", HDR + cap * SLOT)
+    heads = zeros("H", buckets + 2 * ends)
+    _shape_into(mem, heads, cap)
     mem[H_SEED] = seed & 0xFFFF
-    clear(mem, heads)
     return mem, heads
 
 
-def _words(n):
-    """n words, allocated once; the caller writes every one (clear() and the header)."""
-    try:
-        return array("H", [0]) * n  # CPython
-    except TypeError:
-        # MicroPython's arrays do not repeat. A sized iterable is stored straight into an
-        # array of its length; bytes would be copied (twice the table at the peak).
-        return array("H", range(n))
+def _holds(mem, heads, cap):
+    """Whether a protocol's arrays have room for a table of cap flows."""
+    buckets, ends = _shape(cap)
+    return len(mem) >= HDR + cap * SLOT and len(heads) >= buckets + 2 * ends
+
+
+def _shape_into(mem, heads, cap):
+    """An empty table of cap flows in arrays at least that long (words past its end are
+    never read: the header says where everything is)."""
+    buckets, ends = _shape(cap)
+    mem[H_MASK] = buckets - 1
+    mem[H_EMASK] = ends - 1
+    mem[H_CAP] = cap
+    clear(mem, heads)
 
 
 def _key(mem, s, d):
@@ -326,6 +326,23 @@ class Table:
         for kind in (K_TCP, K_UDP, K_QUERY):
             clear(self.mems[kind], self.heads[kind])
             self._rooms[kind].reset()
+
+    def holds(self, tcp, udp, icmp):
+        """Whether reshape() can make tables of these capacities in this table's arrays
+        (each no larger than the one it was built with)."""
+        return all(_holds(self.mems[k], self.heads[k], cap)
+                   for k, cap in ((K_TCP, tcp), (K_UDP, udp), (K_QUERY, icmp)))
+
+    def reshape(self, tcp, udp, icmp):
+        """Empty tables of these capacities in the arrays this table has (holds() must
+        say yes): a restart with smaller tables allocates nothing, so a fragmented heap
+        need not find them room again. The arrays keep their size."""
+        if not self.holds(tcp, udp, icmp):
+            raise ValueError("reshape: the arrays are too small for tcp %d, udp %d, icmp %d"
+                             % (tcp, udp, icmp))
+        for k, cap in ((K_TCP, tcp), (K_UDP, udp), (K_QUERY, icmp)):
+            _shape_into(self.mems[k], self.heads[k], cap)
+            self._rooms[k].reset()
 
     # ---- mappings and filtering (RFC 4787 REQ-1, REQ-8; RFC 5382 REQ-1, REQ-3)
 

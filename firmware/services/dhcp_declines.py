@@ -2,9 +2,8 @@
 # found the address in use), for services/dhcp_leases.py's Pool: at most `n` of them,
 # DECLINE_PER_CLIENT by one client (its next decline frees its oldest), the oldest going
 # back first when every place is taken. 10 bytes a place, made once.
-from array import array
 
-from compat import const
+from compat import const, zeros
 
 DECLINE_MAX = const(8)         # places at most (a Pool takes at most a quarter of its pool)
 DECLINE_PER_CLIENT = const(2)
@@ -15,9 +14,9 @@ _UNUSED = const(-2)            # who: a free place
 class Declines:
     def __init__(self, n):
         self.n = n
-        self.host = array("I", [0] * n)
-        self.exp = array("i", [0] * n)
-        self.who = array("h", [_UNUSED] * n)  # the table entry of the client who declined
+        self.host = zeros("I", n)
+        self.exp = zeros("i", n)
+        self.who = zeros("h", n, _UNUSED)  # the table entry of the client who declined
 
     def used(self, d):
         return self.who[d] != _UNUSED

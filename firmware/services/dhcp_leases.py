@@ -24,7 +24,7 @@ from array import array
 from .dhcp_config import ip, ip_bytes, mac, mac_str, CAPACITY_MAX
 from .dhcp_declines import Declines, DECLINE_MAX
 
-from compat import const
+from compat import const, zeros
 
 KEY_LEN = const(16)
 EMPTY = const(0)
@@ -86,8 +86,8 @@ class Pool:
         statics = cfg["static"]
         ns = self.ns = len(statics)
         self.s_mac = bytearray(ns * 6)
-        self.s_host = array("I", [0] * ns)
-        self.s_exp = array("i", [0] * ns)  # 0: not bound
+        self.s_host = zeros("I", ns)
+        self.s_exp = zeros("i", ns)  # 0: not bound
         size = min(self.last - self.first + 1, CAPACITY_MAX + ns + 1)
         if self.first <= self.router <= self.last:
             size -= 1
@@ -99,11 +99,11 @@ class Pool:
         self.size = size = max(1, size)  # the addresses the pool can lease
         n = self.cap = min(cfg["capacity"] or CAPACITY_MAX, size)
         self.key = bytearray(n * KEY_LEN)
-        self.kh = array("H", [0] * n)
+        self.kh = zeros("H", n)
         self.mac = bytearray(n * 6)
-        self.host = array("I", [0] * n)
-        self.exp = array("i", [0] * n)
-        self.seen = array("i", [0] * n)
+        self.host = zeros("I", n)
+        self.exp = zeros("i", n)
+        self.seen = zeros("i", n)
         self.state = bytearray(n)
         nd = max(1, min(DECLINE_MAX, size // 4))
         self.declines = Declines(nd)
