@@ -21,14 +21,17 @@ import qemu
 from topology import LAN1, SRV, handle_signals
 
 # One minute's check on the board: what crossed since the last apply(), the other TCP
-# table size, apply(), the memory after it. The result's line is marked: the console's
-# own lines (the restart's) may come after it.
+# table size, apply(), the memory after it. The result's line is marked, and waits for
+# the page's thread to say where it listens again (web/service.py checks once a second):
+# another thread's line would cut into it.
 APPLY = """\
+import time
 from manage import api
 s = api.status()
 size = %d if s["flows"]["tcp"][1] == %d else %d
 api.change({"table.tcp": size})
 r = api.apply()
+time.sleep_ms(2500)
 t = api.status()
 print("SOAK", repr((s["counters"]["translated_out"], size, r["restarted"], t["flows"]["tcp"][1],
                     t["last_error"], t["memory"])))
