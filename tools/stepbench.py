@@ -168,10 +168,18 @@ def best(rounds, *runs):
     return fastest
 
 
-def router_step(rounds=5, sweeps=1, packets=20000, table=None):
+def firewall_rules(n):
+    """n firewall rules, none of which matches the step's flow (they would be tried, in
+    order, only when a flow is opened): what a full rule list costs a known flow."""
+    return [{"proto": "tcp", "lan": "192.168.4.%d" % (100 + i), "remote": "198.18.0.0/15",
+             "port": [1000 + i, 2000 + i], "action": ("drop", "reject")[i & 1]}
+            for i in range(n)]
+
+
+def router_step(rounds=5, sweeps=1, packets=20000, table=None, rules=0):
     """µs per packet of a known flow: (the batched step, one packet per poll, the
     in-memory links' share of each). table: the flow table's sizes (the configuration's
-    defaults when None)."""
+    defaults when None); rules: how many firewall rules are loaded."""
     import nat
     from forward.datapath import drain
     from forward.router import Router
@@ -179,6 +187,7 @@ def router_step(rounds=5, sweeps=1, packets=20000, table=None):
     raw = config.defaults()
     if table:
         raw["table"] = table
+    raw["firewall"]["rules"] = firewall_rules(rules)
     cfg = config.validate(raw)[0]
     lan, wan = FeedLink(), FeedLink()
     r = Router(cfg, lan, wan)

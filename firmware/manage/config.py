@@ -29,6 +29,7 @@ import nat
 from nat.addr import unroutable
 from nat.table import TIMEOUTS
 from services import dhcp_config
+from filter import ruleconfig
 from . import store
 from .validation import Bad, Problems, is_int
 from .wifi import validate as _wifi
@@ -56,6 +57,7 @@ def defaults():
         "nat": {"filtering": "address", "share": 50,
                 "timeouts": dict(TIMEOUTS)},
         "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
+        "firewall": ruleconfig.defaults(),  # who may open what (filter/ruleconfig.py)
         "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
@@ -192,6 +194,8 @@ def validate(raw, strict=False):
     cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
     cfg["nat"] = _nat(raw.get("nat", d["nat"]), d["nat"], problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
+    cfg["firewall"] = ruleconfig.validate(raw.get("firewall", d["firewall"]), cfg["lan"],
+                                          problems)
     cfg["dns"] = dhcp_config.dns_servers(raw.get("dns", d["dns"]), d["dns"], problems)
     # The pool lies on the LAN: its defaults follow the LAN's address.
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],

@@ -14,6 +14,7 @@ from heaplock import heap_lock, heap_unlock
 import nat
 from forward.datapath import drain, drain_py
 from forward.router import Router
+from filter.ruleconfig import RULES_MAX
 from manage import config
 from memlink import MemoryLink
 
@@ -157,6 +158,10 @@ def main():
     raw["table"] = SIZES
     raw["forwards"] = [{"proto": "tcp", "port": 8080, "to": LAN_HOST, "to_port": 80},
                        {"proto": "udp", "port": 6000, "to": LAN_HOST2, "to_port": 7000}]
+    # A full firewall: tried when a flow opens, never by a known flow's packets.
+    raw["firewall"] = {"default": "allow", "blocked": ["192.168.4.50"], "rules": [
+        {"proto": "udp", "lan": "192.168.4.%d" % (100 + i), "port": [i + 1, i + 100],
+         "action": "drop"} for i in range(RULES_MAX)]}
     cfg, problems = config.validate(raw)
     assert not problems, problems
     lan = MemoryLink("lan", 1500, 4)
