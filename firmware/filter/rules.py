@@ -56,17 +56,15 @@ class Firewall:
         A rule kept (same keys, anywhere in the list) keeps its hit count."""
         if section == self._section:
             return False
-        keys = [("blocked", h) for h in section["blocked"]]
-        keys += [("rule", sorted(r.items())) for r in section["rules"]]
+        keys = section["blocked"] + section["rules"]   # hosts (str), then rules (dict)
         old_keys, old_hits = self._keys, list(self._hits)
         w = self._words
         for i, key in enumerate(keys):
             at = i * _WORDS
-            if key[0] == "blocked":
-                net, mask = nat.ip(key[1]), 0xFFFFFFFF
-                row = (_ANY_DIR, _ANY_PROTO, net, mask, 0, 0, 0, 0xFFFF, REJECT)
+            if isinstance(key, str):
+                row = (_ANY_DIR, _ANY_PROTO, nat.ip(key), 0xFFFFFFFF, 0, 0, 0, 0xFFFF, REJECT)
             else:
-                r = dict(key[1])
+                r = key
                 port = r["port"]
                 first, last = ((0, 0xFFFF) if port == "any" else port if isinstance(port, list)
                                else (port, port))
@@ -126,7 +124,7 @@ class Firewall:
     def hits(self):
         """({"blocked": [n per host], "rules": [n per rule], "default": n})."""
         h = self._hits
-        nb = len([k for k in self._keys if k[0] == "blocked"])
+        nb = len([k for k in self._keys if isinstance(k, str)])
         return {"blocked": [h[i] for i in range(nb)],
                 "rules": [h[i] for i in range(nb, self._used)], "default": h[SLOTS]}
 
