@@ -21,6 +21,10 @@ firewall (in force at once; flows the new rules refuse end now)
   nr.add_rule({"proto": "tcp", "lan": "192.168.4.23", "port": 80, "action": "reject"}, at=None)
   nr.remove_rule(0)   nr.move_rule(3, 0)   nr.set("firewall.default", "drop")
   nr.block("192.168.4.23")   nr.unblock("192.168.4.23")   no internet for a LAN host
+packet capture (the router's view: as received and as sent; pcap)
+  nr.capture(side="both", host=None, proto=None, port=None)   start (ring: "capture" in config)
+  nr.capture_stop()   nr.capture_status()
+  from the host: tools/capture.py --port PORT -w out.pcap, or nc <LAN address> 19000 | wireshark -k -i -
   nr.apply()                             restart forwarding with changed addresses,
                                          MTU or table sizes (they wait for it)
   nr.save()                              keep the configuration across reboots
@@ -176,6 +180,23 @@ def block(host):
 
 def unblock(host):
     _said(api.unblock(host))
+
+
+def capture(side="both", host=None, proto=None, port=None):
+    _captured(api.capture_start(side, host, proto, port))
+
+
+def capture_stop():
+    _captured(api.capture_stop())
+
+
+def capture_status():
+    _captured(api.capture_status())
+
+
+def _captured(s):
+    print("capture %s: %d packets, %d lost (ring full), %d of %d bytes held, snap %d" % (
+        "on" if s["on"] else "off", s["packets"], s["lost"], s["held"], s["size"], s["snap"]))
 
 
 def apply():

@@ -28,6 +28,7 @@ GOOD = {
                             "port": [8000, 8100], "action": "reject"},
                            {"dir": "in", "proto": "udp", "lan": "any",
                             "remote": "192.0.2.0/24", "port": 8080, "action": "allow"}]},
+    "capture": {"size": 65536, "snap": 256, "port": 0},
     "dhcp": {"enabled": True, "first": "10.1.0.50", "last": "10.1.0.60", "lease_s": 7200,
              "capacity": 16, "static": [{"mac": "02:00:00:00:00:07", "addr": "10.1.0.7"}]},
     "wifi": {"ap_ssid": "natrouter-7", "ap_key": "correct horse", "ap_channel": 11,

@@ -52,6 +52,7 @@ STEP_BATCH = stepbench.BATCH
 RULES = 32  # firewall rules loaded (filter/rules.py's most): a known flow never meets them
 STEP_RULES = "router step, batch of %%d, %d rules" % RULES
 POLL_RULES = "router step, 1 per poll(), %d rules" % RULES
+STEP_CAPTURE = "router step, capture on (batch %d)"   # each packet kept twice (in, out)
 
 if UPY:
     from time import ticks_us, ticks_diff
@@ -362,6 +363,8 @@ def run_here(rounds, budget_us, n_sweeps):
     batched, single = stepbench.router_step(rounds, n_sweeps, rules=RULES)[:2]
     sweeps.figures[STEP_RULES % STEP_BATCH] = {impls[0][0]: batched}
     sweeps.figures[POLL_RULES] = {impls[0][0]: single}
+    sweeps.figures[STEP_CAPTURE % STEP_BATCH] = {
+        impls[0][0]: stepbench.capture_step(rounds, n_sweeps)}
     heap = gc.mem_free() + gc.mem_alloc() if UPY else None
     if UPY:
         name = "MicroPython %d.%d.%d %s %d-bit" % (
@@ -382,7 +385,7 @@ ROWS_ORDER = ["TCP 40 B, one flow (out, reply)", "  of which parse, 40 B",
               "bytes per flow, table constructed", "bytes per flow, table full",
               "router step, batch of %d" % STEP_BATCH, "  of which the in-memory link",
               "router step, one packet per poll()", "  of which the in-memory links",
-              STEP_RULES % STEP_BATCH, POLL_RULES]
+              STEP_RULES % STEP_BATCH, POLL_RULES, STEP_CAPTURE % STEP_BATCH]
 
 
 def fmt(v, width=9):

@@ -46,6 +46,7 @@ class Router:
         self._ticked_ms = ms()
         self._started_s = s.table.now()
         self.traffic = Traffic()  # once a second, for the page's plot (traffic.py)
+        self.capture = None       # a filter.capture.Capture, made by manage.api's capture_start
         self._job = None  # call(): a function the REPL wants run on this thread
         self._thread = None
         self._running = False
@@ -152,7 +153,7 @@ class Router:
         table = s.table
         # cfg and the counters stay (a last look at them); the rest goes
         s.table = s.buf = s.packet = s.fields = s.links = s.recvs = s.sends = None
-        self.table = self.slow = self.datapath = self.traffic = None
+        self.table = self.slow = self.datapath = self.traffic = self.capture = None
         return table
 
     # ---- changes while forwarding
