@@ -12,6 +12,7 @@ from filter import capture
 from manage import api
 from test_firewall import board  # noqa: F401  (the running router's fixture)
 from test_manage import exchange
+from runtimes import run_unix, unix_binary
 from test_router import HOST1, HOST2, SERVER, WAN_ADDR, Net
 
 
@@ -126,3 +127,27 @@ def test_capture_through_the_api_and_nr(board, capsys, tmp_path):  # noqa: F811
     assert [(p[IP].src, p[IP].dst) for p in got] == [(HOST1, SERVER)]
     out = capsys.readouterr().out
     assert "capture on: 0 packets" in out and "capture off: 1 packets, 0 lost" in out, out
+
+
+VIPER_TWINS = r"""
+from filter import capture
+from nat import core
+assert core.NAME == "viper" and capture.put32 is not capture.put32_py
+buf = bytearray(list(range(256)) * 6)
+for size in (20, 37, 64, 1500, 2048):
+    for at in (0, 3, size - 5, size - 1):
+        for n in (0, 1, 19, 40, 1500):
+            for hi, lo in ((0, 0), (0x1234, 0xABCD), (0xFFFF, 0xFFFF), (0x0F, 0x4240)):
+                a, b = bytearray(size), bytearray(size)
+                ra = capture.put32(a, at, hi, lo)
+                rb = capture.put32_py(b, at, hi, lo)
+                ra = capture.copy(a, ra, buf, min(n, size))
+                rb = capture.copy_py(b, rb, buf, min(n, size))
+                assert (ra, a) == (rb, b), (size, at, n, hi, lo)
+print("TWINS same")
+"""
+
+
+@pytest.mark.skipif(unix_binary() is None, reason="the MicroPython unix port is not installed")
+def test_the_viper_writes_match_their_pure_twins():
+    assert "TWINS same" in run_unix(VIPER_TWINS, timeout=120)

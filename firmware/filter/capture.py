@@ -16,6 +16,7 @@ import time
 
 from compat import ticks_ms, ticks_diff
 import nat
+from nat import core
 
 LINKTYPE_RAW = 101     # libpcap: the packet begins with its IP header
 HEADER_LEN = 24        # the pcap file header
@@ -128,31 +129,15 @@ class Capture:
         at = self._start + self.used
         if at >= self.size:
             at -= self.size
-        at = self._put32(at, self._sec_hi, self._sec_lo)
+        ring = self.ring
+        at = put32(ring, at, self._sec_hi, self._sec_lo)
         usec = self._ms * 1000
-        at = self._put32(at, usec >> 16, usec & 0xFFFF)
-        at = self._put32(at, 0, cap)
-        at = self._put32(at, 0, n)
-        ring, size = self.ring, self.size
-        for i in range(cap):  # a slice would allocate
-            ring[at] = buf[i]
-            at += 1
-            if at == size:
-                at = 0
+        at = put32(ring, at, usec >> 16, usec & 0xFFFF)
+        at = put32(ring, at, 0, cap)
+        at = put32(ring, at, 0, n)
+        copy(ring, at, buf, cap)   # a slice would allocate
         self.used += RECORD_LEN + cap
         self.packets += 1
-
-    def _put32(self, at, hi, lo):
-        """A little-endian 32-bit word (given as 16-bit halves) at ring[at], wrapping."""
-        at = self._put8(at, lo & 0xFF)
-        at = self._put8(at, lo >> 8)
-        at = self._put8(at, hi & 0xFF)
-        return self._put8(at, hi >> 8)
-
-    def _put8(self, at, b):
-        self.ring[at] = b
-        at += 1
-        return 0 if at == self.size else at
 
     def read(self, most):
         """Up to `most` bytes of whole records, oldest first, taken out of the ring."""
@@ -173,6 +158,38 @@ class Capture:
     def status(self):
         return {"on": self.on, "packets": self.packets, "lost": self.lost,
                 "held": self.used, "size": self.size, "snap": self.snap}
+
+
+# ---- the ring's writes: pure Python here, their viper twins in _capture_viper.py
+
+def put32_py(ring, at, hi, lo):
+    """The little-endian 32-bit word hi.lo (16-bit halves) at ring[at], wrapping at its
+    end; returns where the next byte goes."""
+    at = _put8(ring, at, lo & 0xFF)
+    at = _put8(ring, at, lo >> 8)
+    at = _put8(ring, at, hi & 0xFF)
+    return _put8(ring, at, hi >> 8)
+
+
+def _put8(ring, at, b):
+    ring[at] = b
+    at += 1
+    return 0 if at == len(ring) else at
+
+
+def copy_py(ring, at, buf, n):
+    """buf[0:n] into ring from at, wrapping at its end; returns where the next byte goes."""
+    size = len(ring)
+    for i in range(n):
+        ring[at] = buf[i]
+        at = at + 1 if at + 1 < size else 0
+    return at
+
+
+if core.NAME == "viper":
+    from ._capture_viper import put32, copy
+else:
+    put32, copy = put32_py, copy_py
 
 
 def tap(shared, datapath, cap):
