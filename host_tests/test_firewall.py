@@ -244,3 +244,17 @@ def test_rules_added_moved_removed_live_and_hits_follow_a_rule(board, capsys):
     assert config.load(board.CONFIG_PATH)[0]["firewall"]["rules"] == [
         {"dir": "out", "proto": "tcp", "lan": "any", "remote": "any", "port": 80,
          "action": "drop"}]
+
+
+def test_an_inbound_reject_answers_the_remote_host_from_the_wan_address():
+    net = Net()   # tcp 8080 -> HOST1:80, udp 6000 -> HOST2:7000
+    put_rules(net, [{"dir": "in", "proto": "any", "remote": CLIENT, "action": "reject"}])
+    lan_out, wan_out = net.from_wan(syn(src=CLIENT, dst=WAN_ADDR, sport=5555, dport=8080))
+    assert lan_out == [] and len(wan_out) == 1
+    rst = wan_out[0]
+    assert (rst.src, rst.dst, rst[TCP].sport, rst[TCP].dport) == (WAN_ADDR, CLIENT, 8080, 5555)
+    assert str(rst[TCP].flags) == "RA" and rst[TCP].ack == 1001
+    assert_checksums(rst)
+    err = net.from_wan(IP(src=CLIENT, dst=WAN_ADDR) / UDP(sport=9, dport=6000) / b"q")[1][0]
+    assert (err.src, err.dst, err[ICMP].type, err[ICMP].code) == (WAN_ADDR, CLIENT, 3, 13)
+    assert net.counters()["forwards_hit"] == 0 and net.r.table.count(6) == 0
