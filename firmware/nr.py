@@ -183,15 +183,18 @@ def unblock(host):
 
 
 def capture(side="both", host=None, proto=None, port=None):
-    _captured(api.capture_start(side, host, proto, port))
+    from manage import capture_api  # loaded when first asked: its heap only then
+    _captured(capture_api.capture_start(side, host, proto, port))
 
 
 def capture_stop():
-    _captured(api.capture_stop())
+    from manage import capture_api
+    _captured(capture_api.capture_stop())
 
 
 def capture_status():
-    _captured(api.capture_status())
+    from manage import capture_api
+    _captured(capture_api.capture_status())
 
 
 def _captured(s):

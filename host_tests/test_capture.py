@@ -8,8 +8,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.utils import rdpcap
 
 import nr
-from filter import capture
-from manage import api
+from filter import capture, captureconfig
+from manage import api, capture_api
 from test_firewall import board  # noqa: F401  (the running router's fixture)
 from test_manage import exchange
 from runtimes import run_unix, unix_binary
@@ -110,19 +110,20 @@ def test_bad_filters_and_config_name_the_field():
     class P(list):
         def add(self, wrong, instead):
             problems.append(wrong)
-    assert capture.validate({"size": 10, "snap": 128}, capture.defaults(), P())["size"] == 16384
+    assert captureconfig.validate({"size": 10, "snap": 128}, captureconfig.defaults(),
+                                  P())["size"] == 16384
     assert problems == ["capture.size: 10 must be an integer 2048..1048576"]
 
 
 def test_capture_through_the_api_and_nr(board, capsys, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="side"):
-        api.capture_start(side="up")
-    assert api.capture_status()["on"] is False
+        capture_api.capture_start(side="up")
+    assert capture_api.capture_status()["on"] is False
     api.change({"capture.port": 0})   # no TCP stream here: MemoryLinks, no IP stack
     nr.capture(host=HOST1)
     exchange(board.lan, IP(src=HOST1, dst=SERVER) / ICMP(type=8, id=77))
     nr.capture_stop()
-    got = packets(api.capture_header() + api.capture_read(), tmp_path)
+    got = packets(capture_api.capture_header() + capture_api.capture_read(), tmp_path)
     # the host's own packet; its translation (from the WAN address) is not the host's
     assert [(p[IP].src, p[IP].dst) for p in got] == [(HOST1, SERVER)]
     out = capsys.readouterr().out
@@ -130,7 +131,7 @@ def test_capture_through_the_api_and_nr(board, capsys, tmp_path):  # noqa: F811
 
 
 VIPER_TWINS = r"""
-from filter import capture
+from filter import capture, captureconfig
 from nat import core
 assert core.NAME == "viper" and capture.put32 is not capture.put32_py
 buf = bytearray(list(range(256)) * 6)

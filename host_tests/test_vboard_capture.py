@@ -89,8 +89,8 @@ def test_pulled_over_the_repl_holds_what_both_links_saw(ctopo, tmp_path):
 
 def test_streamed_over_tcp_on_the_lan_address(ctopo, tmp_path):
     out = tmp_path / "stream.pcap"
-    assert "'on': True" in on_board(ctopo, "from manage import api; "
-                                           "print(api.capture_start(host=%r))" % SRV)
+    assert "'on': True" in on_board(ctopo, "from manage import capture_api as c; "
+                                           "print(c.capture_start(host=%r))" % SRV)
     try:
         reader = ctopo.peer_bg(ctopo.lan1, "tcp_read.py", LAN_GW, 19000, out, 6)
         with background(reader):
@@ -100,7 +100,7 @@ def test_streamed_over_tcp_on_the_lan_address(ctopo, tmp_path):
                 assert ctopo.ping(ctopo.lan2, SRV, count=3)
             written = int(reader.communicate(timeout=20)[0].split()[-1])
     finally:
-        on_board(ctopo, "from manage import api; api.capture_stop()")
+        on_board(ctopo, "from manage import capture_api as c; c.capture_stop()")
     assert written > 24
     got = Counter(five_tuples(read_pcap(out)))
     pings = Counter(f for f in lan_seen + srv_seen if f[2] == 1 and SRV in f[:2])
@@ -109,7 +109,7 @@ def test_streamed_over_tcp_on_the_lan_address(ctopo, tmp_path):
 
 
 def test_capture_leaves_the_board_as_it_was(ctopo):
-    status = ctopo.eval_on_board("from manage import api; print(repr(api.capture_status()))")
+    status = ctopo.eval_on_board("from manage import capture_api as c; print(repr(c.capture_status()))")
     assert status["on"] is False
     assert ctopo.ping(ctopo.lan1, SRV)
     assert "Traceback" not in ctopo.console.text()

@@ -3,7 +3,7 @@
     .venv/bin/python tools/capture.py --port /dev/ttyUSB0 -w out.pcap --seconds 10 \\
         [--side lan|wan|both] [--host 192.168.4.2] [--proto tcp] [--match-port 80]
 
-Drives mpremote (resume: no soft reset): starts the router's capture (manage.api.
+Drives mpremote (resume: no soft reset): starts the router's capture (manage.capture_api.
 capture_start: what the links receive, before translation, and send, after), reads the
 ring's records for --seconds as the board notes them, stops it and reads what is left,
 then writes the file (libpcap, LINKTYPE_RAW) and says how many packets it holds and how
@@ -18,7 +18,7 @@ from hostenv import mpremote_command
 
 BOARD_CODE = """
 import time, binascii
-from manage import api
+from manage import capture_api as api
 api.capture_start(%(side)r, %(host)r, %(proto)r, %(port)r)
 print("HEADER", binascii.hexlify(api.capture_header()).decode())
 t0 = time.ticks_ms()

@@ -310,12 +310,6 @@ def _no(message):
     raise ValueError(message)
 
 
-# ---- packet capture: capture_api.py (capture_start, capture_stop, capture_status,
-# capture_header, capture_read), here too for scripts and the page
-from .capture_api import (capture_start, capture_stop, capture_status,  # noqa: E402, F401
-                          capture_header, capture_read)
-
-
 def apply():
     """Restart forwarding with the edited configuration (addresses, MTU, table sizes):
     the links reopen, the flow table starts empty."""

@@ -29,7 +29,7 @@ import nat
 from nat.addr import unroutable
 from nat.table import TIMEOUTS
 from services import dhcp_config
-from filter import ruleconfig, capture
+from filter import ruleconfig, captureconfig
 from . import store
 from .validation import Bad, Problems, int_section, is_int
 from .wifi import validate as _wifi
@@ -58,7 +58,7 @@ def defaults():
                 "timeouts": dict(TIMEOUTS)},
         "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
         "firewall": ruleconfig.defaults(),  # who may open what (filter/ruleconfig.py)
-        "capture": capture.defaults(),      # the packet capture's ring (filter/capture.py)
+        "capture": captureconfig.defaults(),  # the packet capture's ring (filter/capture.py)
         "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
@@ -197,8 +197,8 @@ def validate(raw, strict=False):
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
     cfg["firewall"] = ruleconfig.validate(raw.get("firewall", d["firewall"]), cfg["lan"],
                                           problems)
-    cfg["capture"] = capture.validate(raw.get("capture", d["capture"]), d["capture"],
-                                      problems)
+    cfg["capture"] = captureconfig.validate(raw.get("capture", d["capture"]), d["capture"],
+                                            problems)
     cfg["dns"] = dhcp_config.dns_servers(raw.get("dns", d["dns"]), d["dns"], problems)
     # The pool lies on the LAN: its defaults follow the LAN's address.
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],

@@ -2,7 +2,7 @@
 #
 #   nc 192.168.4.1 19000 | wireshark -k -i -
 #
-# While a capture is on (manage.api.capture_start) and "capture.port" is not 0, a thread
+# While a capture is on (manage.capture_api.capture_start) and "capture.port" is not 0, a thread
 # of its own listens on the LAN address only (web.server.open_socket: the board keeps it
 # to the LAN), takes one client at a time, sends it the pcap file header, then the
 # ring's records as the router notes them (read on the router's thread: Router.call). It
@@ -17,7 +17,7 @@ IDLE_MS = 50        # wait when the ring is empty
 
 def serve(board, life, addr, port):
     """Run in its own thread: life["stop"] ends it; life["running"] is False once it has."""
-    from manage import api
+    from manage import capture_api as api
     from web.server import open_socket
     try:
         s = open_socket(addr, port, board)
