@@ -1,7 +1,7 @@
 # natrouter host tasks. `make test` is what CI runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat nftables gcc libc6-dev liblwip-dev busybox coturn dnsmasq-base mosquitto mosquitto-clients chromium chromium-driver
+APT_PACKAGES := iproute2 procps iputils-ping traceroute iperf3 ethtool socat tcpdump nftables gcc libc6-dev liblwip-dev busybox coturn dnsmasq-base mosquitto mosquitto-clients chromium chromium-driver
 
 .PHONY: setup test lint layout natlink lwip-host upylib demo bench bench-net clean
 

@@ -9,6 +9,7 @@ module("compat.py")     # the one module that knows which runtime it is on
 module("nr.py")         # the REPL's commands: import nr; nr.help()
 package("nat")          # the translation engine
 package("forward")      # the forwarding path
+package("filter")       # the firewall: rules, rejects
 package("services")     # what the router serves its LAN (DHCP)
 package("manage")       # configuration, the management API, the router's life
 package("web")          # the page on the LAN address, its JSON API, MQTT

@@ -16,6 +16,15 @@ changes (validated first: a bad value changes nothing and says why)
   nr.forward("tcp", 8080, "192.168.4.2", 80)   add a port forward
   nr.unforward("tcp", 8080)              remove one (its connections go with it)
   nr.forget("192.168.4.2")               remove a LAN host's connections
+firewall (in force at once; flows the new rules refuse end now)
+  nr.rules()                             the rules in order, with their hits
+  nr.add_rule({"proto": "tcp", "lan": "192.168.4.23", "port": 80, "action": "reject"}, at=None)
+  nr.remove_rule(0)   nr.move_rule(3, 0)   nr.set("firewall.default", "drop")
+  nr.block("192.168.4.23")   nr.unblock("192.168.4.23")   no internet for a LAN host
+packet capture (the router's view: as received and as sent; pcap)
+  nr.capture(side="both", host=None, proto=None, port=None)   start (ring: "capture" in config)
+  nr.capture_stop()   nr.capture_status()
+  from the host: tools/capture.py --port PORT -w out.pcap, or nc <LAN address> 19000 | wireshark -k -i -
   nr.apply()                             restart forwarding with changed addresses,
                                          MTU or table sizes (they wait for it)
   nr.save()                              keep the configuration across reboots
@@ -139,6 +148,58 @@ def unforward(proto, port):
 def forget(host):
     gone = api.remove_connections(host)
     print("removed %d tcp, %d udp, %d icmp" % (gone["tcp"], gone["udp"], gone["icmp"]))
+
+
+def rules():
+    fw = api.rules()
+    for i, r in enumerate(fw["rules"]):
+        port = r["port"]
+        port = "%d-%d" % tuple(port) if isinstance(port, list) else port
+        print("%2d %-6s %-3s %-4s lan %-18s remote %-18s port %-11s %6d hits" % (
+            i, r["action"], r["dir"], r["proto"], r["lan"], r["remote"], port, r["hits"]))
+    for b in fw["blocked"]:
+        print("   blocked %-15s (no internet)  %6d hits" % (b["host"], b["hits"]))
+    print("   default %-6s %6d hits" % (fw["default"], fw["default_hits"]))
+
+
+def add_rule(rule, at=None):
+    _said(api.add_rule(rule, at))
+
+
+def remove_rule(index):
+    _said(api.remove_rule(index))
+
+
+def move_rule(index, to):
+    _said(api.move_rule(index, to))
+
+
+def block(host):
+    _said(api.block(host))
+
+
+def unblock(host):
+    _said(api.unblock(host))
+
+
+def capture(side="both", host=None, proto=None, port=None):
+    from manage import capture_api  # loaded when first asked: its heap only then
+    _captured(capture_api.capture_start(side, host, proto, port))
+
+
+def capture_stop():
+    from manage import capture_api
+    _captured(capture_api.capture_stop())
+
+
+def capture_status():
+    from manage import capture_api
+    _captured(capture_api.capture_status())
+
+
+def _captured(s):
+    print("capture %s: %d packets, %d lost (ring full), %d of %d bytes held, snap %d" % (
+        "on" if s["on"] else "off", s["packets"], s["lost"], s["held"], s["size"], s["snap"]))
 
 
 def apply():

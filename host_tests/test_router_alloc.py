@@ -6,7 +6,7 @@ import pytest
 import router_alloc
 from runtimes import run_unix, run_wasi
 
-STEP_CASES = tuple(name for name, *_ in router_alloc.CASES if name != "poll")
+STEP_CASES = tuple(name for name, *_ in router_alloc.CASES if name not in ("poll", "capture_poll"))
 
 _results = {}
 
@@ -29,6 +29,8 @@ def results(runtime):
             elif line.startswith("FLOWS "):
                 _, listed, capacity, proto = line.split()
                 cases["flows"] = (int(listed), int(capacity), proto)
+            elif line.startswith("CAPTURE "):
+                cases["capture"] = tuple(int(v) for v in line.split()[1:])
             elif line.startswith("DRAIN "):
                 _, kind, core_name = line.split()
                 cases["drain"] = (kind, core_name)
@@ -67,3 +69,13 @@ def test_drain_loops_native_where_the_port_has_emitters(runtime):
     # (forward/_datapath_viper.py); the WASI build has none and runs its pure twin.
     expect = ("viper", "viper") if runtime == "unix" else ("python", "python")
     assert results(runtime)["drain"] == expect
+
+
+@pytest.mark.parametrize("runtime", ["unix", "wasi"])
+def test_a_capture_in_progress_allocates_nothing(runtime):
+    # capture_* cases: the links tapped (filter/capture.py), a loop iteration included,
+    # then a full ring dropping the newest
+    alloc, got, expect = results(runtime)["capture_poll"]
+    assert alloc == "ok" and got == expect
+    packets, lost = results(runtime)["capture"]
+    assert packets > 6 and lost >= 3, (packets, lost)   # the full ring's 3 steps were lost

@@ -46,6 +46,8 @@ DEFAULTS = {
     # watchdog_s: the hardware watchdog's timeout (0: none); wan_reboot_min: reboot after
     # this many minutes without a WAN address (0: never).
     "recovery": {"watchdog_s": 60, "wan_reboot_min": 0},
+    # the packet capture's ring, made only while a capture runs: what the heap spares
+    "capture": {"size": 8192, "snap": 96},
 }
 STATION_DEFAULTS = {"wifi": {"sta_mac": "", "sta_networks": []}}   # a Wi-Fi WAN's own
 RECOVERY_LIMITS = {"watchdog_s": (10, 3600), "wan_reboot_min": (1, 1440)}

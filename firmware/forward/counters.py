@@ -36,6 +36,8 @@ NAMES = (
     "dropped_filtered",         # inbound to a mapping the filtering refuses (RFC 4787 REQ-8)
     "dropped_table_full",       # no room for a new flow under the fairness rules (nat/room.py)
     "fragmented",               # packets sent as fragments: too long for the link, DF clear
+    "dropped_firewall",         # would have opened a flow the firewall refuses (filter/rules.py)
+    "firewall_rejects_sent",    # ... answered (reject): a TCP RST or ICMP 3/13, within the rate limit
 )
 
 # ---- counter indices: written by tools/layout.py from NAMES; do not edit
@@ -68,4 +70,6 @@ C_FILTERED_IN = const(25)
 C_DROPPED_FILTERED = const(26)
 C_DROPPED_TABLE_FULL = const(27)
 C_FRAGMENTED = const(28)
+C_DROPPED_FIREWALL = const(29)
+C_FIREWALL_REJECTS_SENT = const(30)
 # ---- end of layout

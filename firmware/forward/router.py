@@ -52,6 +52,7 @@ class Router:
             traffic = Traffic()
         traffic.clear()
         self.traffic = traffic  # once a second, for the page's plot (traffic.py)
+        self.capture = None       # a filter.capture.Capture, made by manage.api's capture_start
         self._job = None  # call(): a function the REPL wants run on this thread
         self._thread = None
         self._running = False
@@ -158,7 +159,7 @@ class Router:
         table = s.table
         # cfg and the counters stay (a last look at them); the rest goes
         s.table = s.buf = s.packet = s.fields = s.links = s.recvs = s.sends = None
-        self.table = self.slow = self.datapath = self.traffic = None
+        self.table = self.slow = self.datapath = self.traffic = self.capture = None
         return table
 
     # ---- changes while forwarding

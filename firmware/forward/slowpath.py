@@ -14,6 +14,8 @@ from compat import const
 from .icmp import ErrorBuilder, echo_reply_in_place, TIME_EXCEEDED, UNREACHABLE, FRAG_NEEDED
 from .portgen import PortGen
 from . import fragments
+from filter.rules import Firewall, ALLOW, REJECT, OUT, IN
+from filter.reject import tcp_reset, RST_LEN, ADMIN_PROHIBITED
 
 # ---- layout: written by tools/layout.py from the modules it names; do not edit
 # nat/consts.py
@@ -68,6 +70,8 @@ _C_FILTERED_IN = const(25)
 _C_DROPPED_FILTERED = const(26)
 _C_DROPPED_TABLE_FULL = const(27)
 _C_FRAGMENTED = const(28)
+_C_DROPPED_FIREWALL = const(29)
+_C_FIREWALL_REJECTS_SENT = const(30)
 # forward/datapath.py
 _V_TO_ROUTER = const(2)
 _V_HAIRPIN = const(4)
@@ -97,6 +101,8 @@ class SlowPath:
         self.frags = frags
         self._frag_out = bytearray(max(shared.mtus))  # packets cut into fragments
         self.forwards = ()
+        self.firewall = Firewall()      # fixed memory (filter/rules.py)
+        self._rst = bytearray(RST_LEN)  # a reject's TCP RST
         self._portgen = None
         self._filtering = None
         self.dhcp = None
@@ -119,6 +125,10 @@ class SlowPath:
         self._portgen = PortGen(s.table, first=ports["first"], last=ports["last"],
                                 reserved=[(f.proto, f.port) for f in forwards])
         self._filtering = cfg["nat"]["filtering"]
+        if self.firewall.load(cfg["firewall"]):  # new rules end what they would refuse
+            lan = cfg["lan"]
+            net, mask = lan["addr_int"] & lan["mask_int"], lan["mask_int"]
+            s.table.remove_flows(lambda flow: self.firewall.refuses_flow(flow, net, mask))
         if dhcp is not None or not cfg["dhcp"]["enabled"]:
             self.dhcp = dhcp
         if self.dhcp is not None and self._dhcp_reply is None:
@@ -280,7 +290,11 @@ class SlowPath:
         if sport is None:  # not TCP/UDP/ICMP query: a fragment, another protocol
             s.counters[_C_DROPPED_CANNOT_NAT] += 1
             return
-        gen = self._portgen.prepare(proto=p.proto, remote=p.dst, remote_port=p.dport,
+        proto = p.proto
+        if self._refused(OUT, proto, p.src, p.dst, p.icmp_type if proto == _ICMP else p.dport,
+                         _LAN):
+            return
+        gen = self._portgen.prepare(proto=proto, remote=p.dst, remote_port=p.dport,
                                     wan=s.wan_addr, preferred=sport, inside=p.src)
         if self._added(s.table.add(p, s.wan_addr, gen)):
             self._send_new(_WAN, _C_TRANSLATED_OUT)
@@ -334,10 +348,34 @@ class SlowPath:
         if s.buf[_IP_TTL] <= 1:
             self._time_exceeded(_WAN)
             return
+        if self._refused(IN, s.buf[_IP_PROTO], target[0], p.src, p.dport, _WAN):
+            return
         self._client_port = p.sport
         if self._added(s.table.add(p, p.src, self._client_port_gen, nat.REDIRECT, target)):
             s.counters[counter] += 1
             self._send_new(_LAN, _C_TRANSLATED_IN)
+
+    def _refused(self, direction, proto, lan, remote, port, side):
+        """Whether the firewall refuses the flow this packet (in from `side`) would open:
+        dropped, or rejected with a TCP RST or ICMP administratively prohibited sent
+        back within the rate limit of the router's ICMP errors."""
+        action = self.firewall.decide(direction, proto, lan, remote, port)
+        if action == ALLOW:
+            return False
+        s = self._s
+        s.counters[_C_DROPPED_FIREWALL] += 1
+        if action == REJECT and self._may_send_error():
+            if proto == _TCP:
+                n = tcp_reset(s.buf, s.fields[_F_L4], self._rst)
+                out = self._rst
+            else:
+                hi, lo = s.halves[side]
+                n = self.errors.build(s.buf, hi, lo, UNREACHABLE, ADMIN_PROHIBITED, 0)
+                out = self.errors.buf
+            if n and self.errors.allow():
+                s.sends[side](out, n)
+                s.counters[_C_FIREWALL_REJECTS_SENT] += 1
+        return True
 
     def _client_port_once(self):
         port = self._client_port

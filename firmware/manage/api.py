@@ -248,6 +248,68 @@ def _forget(r, ip):
             "icmp": len(ports.icmp)}
 
 
+# ---- the firewall (filter/): rules in force at once, no apply(); the flows the new
+# rules would not have let open end at once (SlowPath.reconfigure)
+
+def rules():
+    """The firewall in force: {"default", "default_hits", "rules": [each rule's keys and
+    "hits"], "blocked": [{"host", "hits"}]}. A hit: a packet that would have opened a
+    flow and met the rule (a TCP SYN sent again is another)."""
+    r = _router()
+    sec, hits = r.call(lambda: (r.cfg["firewall"], r.slow.firewall.hits()))
+    return {"default": sec["default"], "default_hits": hits["default"],
+            "rules": [dict(rule, hits=n) for rule, n in zip(sec["rules"], hits["rules"])],
+            "blocked": [{"host": h, "hits": n} for h, n in zip(sec["blocked"], hits["blocked"])]}
+
+
+def add_rule(rule, at=None):
+    """Add a rule ({"dir", "proto", "lan", "remote", "port", "action"}: README) at
+    position `at` (None: last). Rules are tried in order; the first match decides."""
+    return _firewall(lambda fw: fw["rules"].insert(_position(at, fw, 1), rule))
+
+
+def remove_rule(index):
+    """Remove the rule at `index` (0 first)."""
+    return _firewall(lambda fw: fw["rules"].pop(_position(index, fw)))
+
+
+def move_rule(index, to):
+    """Move the rule at `index` to position `to`; its hit count goes with it."""
+    return _firewall(lambda fw: fw["rules"].insert(_position(to, fw), fw["rules"].pop(
+        _position(index, fw))))
+
+
+def block(host):
+    """No internet for the LAN host: every flow it opens, and every port forward to it,
+    is rejected, and its flows end now."""
+    return _firewall(lambda fw: fw["blocked"].append(host))
+
+
+def unblock(host):
+    return _firewall(lambda fw: fw["blocked"].remove(host) if host in fw["blocked"] else
+                     _no("%r is not blocked" % (host,)))
+
+
+def _firewall(edit):
+    edited = _copy(_current())
+    edit(edited["firewall"])
+    return _take(edited)
+
+
+def _position(i, fw, extra=0):
+    """i checked as a rule's index (extra=1: also the place after the last)."""
+    n = len(fw["rules"]) + extra
+    if i is None and extra:
+        return n - 1
+    if type(i) is not int or not 0 <= i < n:
+        raise ValueError("firewall.rules: index %r must be 0..%d" % (i, n - 1))
+    return i
+
+
+def _no(message):
+    raise ValueError(message)
+
+
 def apply():
     """Restart forwarding with the edited configuration (addresses, MTU, table sizes):
     the links reopen, the flow table starts empty."""

@@ -29,8 +29,9 @@ import nat
 from nat.addr import unroutable
 from nat.table import TIMEOUTS
 from services import dhcp_config
+from filter import ruleconfig, captureconfig
 from . import store
-from .validation import Bad, Problems, is_int
+from .validation import Bad, Problems, int_section, is_int
 from .wifi import validate as _wifi
 from . import webconfig
 
@@ -56,6 +57,8 @@ def defaults():
         "nat": {"filtering": "address", "share": 50,
                 "timeouts": dict(TIMEOUTS)},
         "dns": ["9.9.9.9"],           # what DHCP hands out (Quad9)
+        "firewall": ruleconfig.defaults(),  # who may open what (filter/ruleconfig.py)
+        "capture": captureconfig.defaults(),  # the packet capture's ring (filter/capture.py)
         "wifi": {"ap_ssid": "natrouter", "ap_key": "natrouter", "ap_channel": 6,
                  "ap_clients": 4, "sta_ssid": "", "sta_key": ""},
     }
@@ -192,6 +195,10 @@ def validate(raw, strict=False):
     cfg["allow_source_route"] = _flag(raw, "allow_source_route", d, problems)
     cfg["nat"] = _nat(raw.get("nat", d["nat"]), d["nat"], problems)
     cfg["forwards"] = _forwards(raw.get("forwards", d["forwards"]), cfg["lan"], problems)
+    cfg["firewall"] = ruleconfig.validate(raw.get("firewall", d["firewall"]), cfg["lan"],
+                                          problems)
+    cfg["capture"] = captureconfig.validate(raw.get("capture", d["capture"]), d["capture"],
+                                            problems)
     cfg["dns"] = dhcp_config.dns_servers(raw.get("dns", d["dns"]), d["dns"], problems)
     # The pool lies on the LAN: its defaults follow the LAN's address.
     cfg["dhcp"] = dhcp_config.validate(raw.get("dhcp"), cfg["lan"]["addr"], cfg["lan"]["mask"],
@@ -303,23 +310,7 @@ def _ports(sec, default, problems):
 
 
 def _table(sec, default, problems):
-    out = dict(default)
-    if not isinstance(sec, dict):
-        problems.add("table: must be an object with tcp, udp, icmp", "using defaults")
-        return out
-    for k in sec:
-        if k not in default:
-            problems.add("table.%s: unknown key" % k, "ignored")
-    for k in default:
-        if k not in sec:
-            continue
-        v = sec[k]
-        if is_int(v) and 1 <= v <= TABLE_MAX:
-            out[k] = v
-        else:
-            problems.add("table.%s: %r must be an integer 1..%d" % (k, v, TABLE_MAX),
-                         "using %d" % default[k])
-    return out
+    return int_section("table", sec, default, dict.fromkeys(default, (1, TABLE_MAX)), problems)
 
 
 _MTU = (576, 9000)  # RFC 791: every host takes 576; jumbo frames at most

@@ -23,3 +23,25 @@ class Problems(list):
 
 def is_int(v):
     return type(v) is int  # not bool: True is an int in Python
+
+
+def int_section(name, sec, default, limits, problems):
+    """A section of integers, limits {key: (lowest, highest)}: each bad or missing key
+    takes its default (a bad one says so), unknown keys are ignored and said."""
+    out = dict(default)
+    if not isinstance(sec, dict):
+        problems.add("%s: must be an object with %s" % (name, ", ".join(default)),
+                     "using defaults")
+        return out
+    for k in sec:
+        if k not in default:
+            problems.add("%s.%s: unknown key" % (name, k), "ignored")
+    for k in default:
+        v = sec.get(k, default[k])
+        lo, hi = limits[k]
+        if is_int(v) and lo <= v <= hi:
+            out[k] = v
+        else:
+            problems.add("%s.%s: %r must be an integer %d..%d" % (name, k, v, lo, hi),
+                         "using %d" % default[k])
+    return out

@@ -322,6 +322,21 @@ class Table:
                 gone += 1
         return gone
 
+    def remove_flows(self, refused):
+        """Remove every flow for which refused(flow) is true, flow as flows() yields it
+        (a firewall's new rules end what they would not have let open). Returns how many."""
+        gone = 0
+        for kind in (K_TCP, K_UDP, K_QUERY):
+            mem = self.mems[kind]
+            for s in slots_in_use(mem):
+                src, dst, sport, dport = _key(mem, s, 0)
+                final, xl_host, final_port, xl_port = _key(mem, s, 1)
+                if refused((_PROTO_OF[kind], src, sport, dst, dport, xl_host, xl_port,
+                            final, final_port, idle(mem, s))):
+                    self._rooms[kind].release(self.heads[kind], s)
+                    gone += 1
+        return gone
+
     def reset(self):
         for kind in (K_TCP, K_UDP, K_QUERY):
             clear(self.mems[kind], self.heads[kind])

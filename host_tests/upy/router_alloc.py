@@ -14,6 +14,8 @@ from heaplock import heap_lock, heap_unlock
 import nat
 from forward.datapath import drain, drain_py
 from forward.router import Router
+from filter.ruleconfig import RULES_MAX
+from filter import capture
 from manage import config
 from memlink import MemoryLink
 
@@ -143,6 +145,11 @@ CASES = (
     ("martian", "wan", lambda x: udp("127.0.0.1", 53, WAN, x.udp), "none"),
     ("malformed", "lan", lambda x: b"\x45" + bytes(30), "none"),
     ("poll", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+    # the same with a capture on (filter/capture.py): noted both ways, then a full ring
+    ("capture_tcp_out", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+    ("capture_udp_in", "wan", lambda x: udp(REMOTE, 53, WAN, x.udp), "lan"),
+    ("capture_poll", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
+    ("capture_full", "lan", lambda x: tcp(LAN_HOST, 40000, REMOTE, 80), "wan"),
 )
 UNREACHABLE = b"\x03\x03" + bytes(6)  # ICMP port unreachable header (checksum filled by ip())
 
@@ -157,6 +164,10 @@ def main():
     raw["table"] = SIZES
     raw["forwards"] = [{"proto": "tcp", "port": 8080, "to": LAN_HOST, "to_port": 80},
                        {"proto": "udp", "port": 6000, "to": LAN_HOST2, "to_port": 7000}]
+    # A full firewall: tried when a flow opens, never by a known flow's packets.
+    raw["firewall"] = {"default": "allow", "blocked": ["192.168.4.50"], "rules": [
+        {"proto": "udp", "lan": "192.168.4.%d" % (100 + i), "port": [i + 1, i + 100],
+         "action": "drop"} for i in range(RULES_MAX)]}
     cfg, problems = config.validate(raw)
     assert not problems, problems
     lan = MemoryLink("lan", 1500, 4)
@@ -192,9 +203,18 @@ def main():
     steps = {"lan": lambda: drain(d.lan, 1), "wan": lambda: drain(d.wan, 1), "poll": poll}
     links = {"lan": lan, "wan": wan}
     results = []
+    cap = capture.Capture(2048, 96)
     for name, side, packet, expect in CASES:
+        if name == "capture_tcp_out":   # from here on, with the links tapped
+            cap.start(capture.check("both", LAN_HOST, None, None))
+            capture.tap(r.shared, d, cap)
+            steps = {"lan": lambda: drain(d.lan, 1), "wan": lambda: drain(d.wan, 1),
+                     "poll": poll}
+        if name == "capture_full":
+            while cap.lost == 0:   # fill the ring (unlocked)
+                exchange(lan, wan, lan, packet(x), poll)
         link = links[side]
-        step = steps["poll" if name == "poll" else side]
+        step = steps["poll" if name in ("poll", "capture_poll") else side]
         pkt = packet(x)
         ok = 1
         where = []
@@ -211,6 +231,7 @@ def main():
                                              ",".join((expect,) * 3)))
     for line in results:
         print(line)
+    print("CAPTURE", cap.packets, cap.lost)
     print("COUNTERS", sorted(r.counters().items()))
     # The REPL's view works here too: one readable line per flow of the full table.
     lines = r.flows()
