@@ -322,7 +322,9 @@ def test_the_idf_reserve_is_natlinks():
     c = (NATLINK / "esp32" / "natlink_heap.c").read_text()
     kb = int(re.search(r"#define NATLINK_IDF_RESERVE \((\d+) \* 1024\)", c).group(1))
     py = (COMMON / "esp32heap.py").read_text()
-    assert "IDF_RESERVE = %d * 1024" % kb in py
+    assert 'IDF_RESERVE = getattr(natlink, "IDF_RESERVE", %d * 1024)' % kb in py
+    mod = (NATLINK / "modnatlink.c").read_text()
+    assert "#define NATLINK_IDF_RESERVE (%d * 1024)" % kb in mod
 
 
 # ---- the natlink binding, built into the unix port (needs a MicroPython checkout)
@@ -552,7 +554,7 @@ def test_wifi_buffers_fit_in_the_reserve_python_leaves():
     assert opts["CONFIG_ESP_WIFI_STATIC_RX_BUFFER_NUM"] == "6"
     dynamic = (int(opts["CONFIG_ESP_WIFI_DYNAMIC_RX_BUFFER_NUM"])
                + int(opts["CONFIG_ESP_WIFI_DYNAMIC_TX_BUFFER_NUM"]))
-    reserve = int(re.search(r"IDF_RESERVE = (\d+) \* 1024",
+    reserve = int(re.search(r"IDF_RESERVE = getattr\(natlink, \"IDF_RESERVE\", (\d+) \* 1024",
                             (COMMON / "esp32heap.py").read_text()).group(1)) * 1024
     assert dynamic * 1600 + 8 * 1024 <= reserve
 

@@ -92,11 +92,13 @@ def test_a_change_and_apply_restart_forwarding(board):
 def test_apply_under_traffic_rebuilds_the_router_and_keeps_the_heap(board):
     """tools/qemu_soak.py, short: a UDP stream crosses while apply() rebuilds the router
     every 15 s at the TCP table's default and one size smaller; every apply() takes,
-    every ping crosses, and the heap in use ends where it began (nothing kept per
-    restart; the flow table's arrays reused)."""
+    every ping crosses, the heap in use (collected) ends where it began (nothing kept per
+    restart; the flow table's arrays reused), and MicroPython's heap grew at most into
+    what ESP-IDF's had over its reserve (natlink_heap.c)."""
     import qemu_soak
     rows, failures = qemu_soak.soak(board, 4, 50, log=lambda *a: None, period=15)
     assert failures == [], failures
     start, end = rows[0][1], rows[-1][1]
     assert end["heap_used"] <= start["heap_used"] + 4096, rows
-    assert end["idf_min_free"] > 32 * 1024, rows   # lwIP kept its share throughout
+    grown = end["heap_free"] + end["heap_used"] - start["heap_free"] - start["heap_used"]
+    assert grown <= max(0, start["idf_free"] - start["idf_reserve"]) + 1024, rows

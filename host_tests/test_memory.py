@@ -96,7 +96,7 @@ def test_table_bytes_bounds_what_a_table_keeps():
         assert kept <= said and (kept >= 0.97 * said or said - kept < 512), rows
 
 
-# The router on MemoryLinks in a heap of 400 KB: the defaults (512/256/64, 38 KB of tables)
+# The router on MemoryLinks in a heap of 512 KB: the defaults (512/256/64, 38 KB of tables)
 # fit, 4096/4096/1024 (350 KB) cannot.
 # A board of MemoryLinks, its configuration at %(path)s: what both scripts below run on.
 BOARD = r"""
@@ -147,7 +147,7 @@ runner.stop()
 
 @needs_unix
 def test_tables_the_heap_cannot_hold_never_stop_the_router(tmp_path):
-    out = run_unix(APPLY % {"path": tmp_path / "natrouter.json"}, heapsize="400K")
+    out = run_unix(APPLY % {"path": tmp_path / "natrouter.json"}, heapsize="512K")
     assert "natrouter: config: table: too big for the heap; using" in out, out
     assert "BOOT (512, 256, 64) True" in out, out
     assert re.search(r"APPLY refused: table: tcp 4096, udp 4096, icmp 1024 flows need \d+ "

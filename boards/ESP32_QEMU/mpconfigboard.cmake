@@ -18,3 +18,7 @@ set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)
 # natlink's C for QEMU: the OpenCores MAC behind network.LAN, lwIP's IPv4 input hook for
 # the PPP LAN (boards/natlink/esp32/natlink_qemu.c).
 set(NATLINK_QEMU 1)
+
+# No radio: the ESP-IDF heap kept from MicroPython's is lwIP's pbufs, PPP's and the
+# NIC's buffers and natlink's messages (the real boards keep 48 KB for Wi-Fi's too).
+set(NATLINK_IDF_RESERVE 24576)

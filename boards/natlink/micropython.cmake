@@ -37,7 +37,7 @@ target_link_libraries(usermod INTERFACE usermod_natlink)
 # set NATLINK_IDF_RESERVE (bytes) from what its Wi-Fi, Ethernet and lwIP need.
 target_sources(usermod_natlink INTERFACE ${CMAKE_CURRENT_LIST_DIR}/esp32/natlink_heap.c)
 target_link_libraries(usermod_natlink INTERFACE "-Wl,--wrap=gc_get_max_new_split")
-if(NATLINK_IDF_RESERVE)
+if(NATLINK_IDF_RESERVE)   # else natlink_heap.c's default; natlink.IDF_RESERVE says which
     target_compile_definitions(usermod_natlink INTERFACE NATLINK_IDF_RESERVE=${NATLINK_IDF_RESERVE})
 endif()
 

@@ -26,6 +26,10 @@
 /* Static and never freed: lwIP may hold a TX slot for seconds after natlink_stop(),
  * and a driver may still be inside the input wrapper (README, "Rules for the
  * binding"). */
+#ifndef NATLINK_IDF_RESERVE
+#define NATLINK_IDF_RESERVE (48 * 1024)  /* esp32/natlink_heap.c's default */
+#endif
+
 static natlink_t nl;
 static natlink_port_t port;
 static bool initialised;
@@ -388,6 +392,8 @@ static const mp_rom_map_elem_t natlink_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_RX_SLOTS), MP_ROM_INT(NATLINK_RX_SLOTS) },
     { MP_ROM_QSTR(MP_QSTR_TX_SLOTS), MP_ROM_INT(NATLINK_TX_SLOTS) },
     { MP_ROM_QSTR(MP_QSTR_MAX_RANGES), MP_ROM_INT(NATLINK_MAX_RANGES) },
+    /* the ESP-IDF heap MicroPython's may not take (esp32/natlink_heap.c) */
+    { MP_ROM_QSTR(MP_QSTR_IDF_RESERVE), MP_ROM_INT(NATLINK_IDF_RESERVE) },
 };
 static MP_DEFINE_CONST_DICT(natlink_module_globals, natlink_module_globals_table);
 

@@ -85,23 +85,25 @@ class Runner:
                 # free again.
                 if running is None:
                     raise
-                self.router = self._relaunch(running)
+                self.router = self._relaunch(running, table)
                 raise ValueError("table: the heap could not hold %s flows; still forwarding, "
                                  "with %s" % (_sizes(cfg), _sizes(self.router.cfg)))
             return self.router
 
-    def _relaunch(self, cfg):
+    def _relaunch(self, cfg, table=None):
         """After a launch the heap could not hold: cfg, else cfg with the smallest tables
-        (a router that forwards a few flows beats none; nr.status() shows the sizes)."""
+        (a router that forwards a few flows beats none; nr.status() shows the sizes).
+        table: the flow table the failed launch had, reused where its arrays hold the
+        sizes (a second table beside it is what a full heap cannot hold)."""
         self._collect()
         try:
-            return self._launch(cfg)
+            return self._launch(cfg, table)
         except MemoryError:
             self._collect()
             cfg = dict(cfg, table=dict(LAST_RESORT))
             print("natrouter: the heap holds no more than the smallest tables now: %r"
                   % cfg["table"])
-            return self._launch(cfg)
+            return self._launch(cfg, table)
 
     def stop(self):
         """Stop forwarding, wait for the router's loop to end, write the DHCP leases."""

@@ -28,6 +28,7 @@ MTU = 1500
 RX_SLOTS = 8
 TX_SLOTS = 8
 MAX_RANGES = 8
+IDF_RESERVE = 48 * 1024   # natlink_heap.c's default
 _NAMES = ("claimed", "passed", "rx_drops", "received", "sent", "tx_full", "tx_errors",
           "kick_fails")
 
