@@ -156,38 +156,20 @@ class Runner:
 
     def _launch(self, cfg, table=None):
         board = self.board
-        # The thread first: on an ESP32 its stack comes from ESP-IDF's heap, where the
-        # last router's thread just gave its stack back. Made after the router, it would
-        # find that room taken by MicroPython's heap growing while the router is built,
-        # and take ESP-IDF's reserve instead (natlink_heap.c).
-        slot = [None, False]   # the router it runs, and whether that is decided
-        board.start(lambda: _run_when_decided(slot))
-        try:
-            # The flow table next: its arrays are the largest, and the heap's largest
-            # free blocks are where the last router's were.
-            table = flow_table(cfg, table=table)
-            lan, wan = board.open_links(cfg)
-            buffer = getattr(board, "packet_buffer", None)
-            if self._traffic is None:
-                self._traffic, self._frags = Traffic(), Fragments()
-            r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None,
-                       dhcp=self.make_dhcp(cfg), table=table, traffic=self._traffic,
-                       frags=self._frags)
-            self.launches += 1
-            r.mark_running()  # before its loop starts, so that a second start() sees it
-            slot[0] = r
-        finally:
-            slot[1] = True     # a launch that failed ends the thread
+        # The flow table first: its arrays are the largest, and the heap's largest free
+        # blocks are where the last router's were, before the links take pieces of them.
+        table = flow_table(cfg, table=table)
+        lan, wan = board.open_links(cfg)
+        buffer = getattr(board, "packet_buffer", None)
+        if self._traffic is None:
+            self._traffic, self._frags = Traffic(), Fragments()
+        r = Router(cfg, lan, wan, wait=board.wait, buf=buffer() if buffer else None,
+                   dhcp=self.make_dhcp(cfg), table=table, traffic=self._traffic,
+                   frags=self._frags)
+        self.launches += 1
+        r.mark_running()  # before the thread starts, so that a second start() sees it
+        board.start(r.run)
         return r
-
-
-def _run_when_decided(slot):
-    """A router thread's life: wait until the launch has its router (or failed), run it."""
-    from compat import sleep_ms
-    while not slot[1]:
-        sleep_ms(2)
-    if slot[0] is not None:
-        slot[0].run()
 
 
 runner = Runner()   # the firmware's one (main.py, manage.api, a board's supervisor)
