@@ -11,7 +11,7 @@ from filter import rules as fwrules
 from filter.ruleconfig import RULES_MAX, BLOCKED_MAX
 from manage import api, config
 from manage.runner import runner
-from test_manage import Board
+from test_manage import running_board
 from test_router import CLIENT, HOST1, HOST2, LAN_ADDR, SERVER, WAN_ADDR, Net, assert_checksums
 
 OTHER_CLIENT = "198.18.0.7"
@@ -201,17 +201,7 @@ def test_memory_is_fixed_and_known():
 
 @pytest.fixture
 def board(tmp_path):
-    b = Board(tmp_path)
-    raw_cfg = config.defaults()
-    raw_cfg["forwards"] = [{"proto": "tcp", "port": 8080, "to": HOST1, "to_port": 80}]
-    config.save(b.CONFIG_PATH, raw_cfg)
-    runner.start(b)
-    api._edited = None
-    yield b
-    runner.router.stop()
-    runner.router.join()
-    runner.router = None
-    api._edited = None
+    yield from running_board(tmp_path)
 
 
 def test_rules_added_moved_removed_live_and_hits_follow_a_rule(board, capsys):

@@ -49,8 +49,9 @@ class Board:
         return {"lan": {"rx": self.lan.rx.count}}
 
 
-@pytest.fixture
-def board(tmp_path):
+def running_board(tmp_path, check=None):
+    """A Board with the router running on it (one port forward to HOST1:80), for a
+    fixture to yield; check(router) runs before the router stops."""
     b = Board(tmp_path)
     raw_cfg = config.defaults()
     raw_cfg["forwards"] = [{"proto": "tcp", "port": 8080, "to": HOST1, "to_port": 80}]
@@ -58,11 +59,21 @@ def board(tmp_path):
     runner.start(b)
     api._edited = None
     yield b
-    assert runner.router.last_error is None and runner.router.counters()["errors"] == 0
+    if check is not None:
+        check(runner.router)
     runner.router.stop()
     runner.router.join()
     runner.router = None
     api._edited = None
+
+
+def _no_errors(r):
+    assert r.last_error is None and r.counters()["errors"] == 0
+
+
+@pytest.fixture
+def board(tmp_path):
+    yield from running_board(tmp_path, _no_errors)
 
 
 def exchange(link, *pkts):

@@ -32,7 +32,7 @@ class Router:
     engine's own); tests pass fake ones. buf: the receive buffer, at least as long as
     both links' MTU (a board may hand one out that its links frame in place). dhcp: the
     LAN's DHCP server (services.dhcp.DhcpServer) or None. table: a flow table to use
-    (shared.flow_table: emptied, or replaced when its sizes are not cfg's). traffic: a
+    (shared.flow_table: reshaped to cfg's sizes when its arrays hold them, else replaced). traffic: a
     traffic.Traffic to sample into (cleared), else one of its own; frags: the same for
     the fragments' arrays (fragments.Fragments on the ms clock)."""
 

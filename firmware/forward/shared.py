@@ -12,16 +12,22 @@ WAN = const(1)
 
 def flow_table(cfg, clock=None, table=None):
     """cfg's flow table: `table` emptied, at cfg's sizes, and given cfg's timeouts and
-    share when its arrays hold cfg's sizes (a restart keeps them: no new allocation, no
+    share when its arrays hold cfg's sizes (holds()) (a restart keeps them: no new allocation, no
     fragmentation), else a new one."""
     t, n = cfg["table"], cfg["nat"]
-    if table is not None and table.holds(t["tcp"], t["udp"], t["icmp"]):
+    if holds(table, cfg):
         table.reshape(t["tcp"], t["udp"], t["icmp"])
         table.set_timeouts(**n["timeouts"])
         table.set_share(n["share"])
         return table
     return nat.Table(tcp=t["tcp"], udp=t["udp"], icmp=t["icmp"], clock=clock,
                      timeouts=n["timeouts"], share=n["share"])
+
+
+def holds(table, cfg):
+    """Whether the flow table (or None) can be reshaped to cfg's sizes in its own arrays."""
+    t = cfg["table"]
+    return table is not None and table.holds(t["tcp"], t["udp"], t["icmp"])
 
 
 class Shared:

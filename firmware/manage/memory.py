@@ -8,6 +8,7 @@
 import gc
 
 from compat import mem_alloc, mem_free
+from forward.shared import holds
 from nat.table import table_bytes
 
 # Kept free beyond the tables: what the rest of a new router allocates (receive buffer,
@@ -47,7 +48,7 @@ def check_tables(cfg, running=None, board=None, table=None):
     the heap left once the running configuration's tables are gone (the runner frees
     them first). None to make when the running flow table's arrays hold them (table:
     nat.Table.reshape, as the runner does)."""
-    if table is not None and table.holds(*sizes(cfg)):
+    if holds(table, cfg):
         return
     have = room(board)
     if have is None:

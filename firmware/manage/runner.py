@@ -7,7 +7,7 @@
 #   runner.router            # the Router forwarding now (None before start)
 #   runner.restart(cfg)      # stop it, then forward again with cfg (validated)
 from forward.router import Router
-from forward.shared import flow_table
+from forward.shared import flow_table, holds
 from forward.fragments import Fragments
 from forward.traffic import Traffic
 
@@ -73,8 +73,7 @@ class Runner:
         with self._lock:
             running = self.router.cfg if self.router is not None else None
             table = self._stop()
-            t = cfg["table"]
-            if table is not None and not table.holds(t["tcp"], t["udp"], t["icmp"]):
+            if table is not None and not holds(table, cfg):
                 table = None      # gone before the new tables are made
                 self._collect()
             try:
