@@ -278,6 +278,21 @@ b = Board()
 runner.start(b)
 errors = 0
 i = 0
+# a second caller, as the page, the capture stream or MQTT would be: each call gets its
+# own answer, none waits on another's lost turn
+other = {"calls": 0, "failed": None, "stop": False, "done": False}
+def other_caller():
+    r = runner.router
+    try:
+        while not other["stop"]:
+            n = other["calls"]
+            got = r.call(lambda a: a + 1, n)
+            assert got == n + 1, (n, got)
+            other["calls"] = got
+    except Exception as e:
+        other["failed"] = repr(e)
+    other["done"] = True
+_thread.start_new_thread(other_caller, ())
 # 150 rounds of changes at least, and on until the router has forwarded 1000 packets
 # meanwhile (however fast the threads run here), within a bound
 while i < 150 or (b.wan.sent <= 1000 and i < 50000):
@@ -292,6 +307,10 @@ while i < 150 or (b.wan.sent <= 1000 and i < 50000):
     s = api.status()
     assert 0 <= s["flows"]["udp"][0] <= 32
     i += 1
+other["stop"] = True
+while not other["done"]:
+    time.sleep_ms(10)
+assert other["failed"] is None and other["calls"] > 100, other
 r = runner.router
 r.stop()
 r.join()
@@ -301,7 +320,8 @@ n = 0
 for f in t.flows():
     n += 1
 assert n == t.count(nat.UDP), (n, t.count(nat.UDP))
-print("STRESS ok sent=%d errors=%d flows=%d" % (b.wan.sent, r.counters()["errors"], n))
+print("STRESS ok sent=%d errors=%d flows=%d other=%d" % (b.wan.sent, r.counters()["errors"], n,
+                                                        other["calls"]))
 """
 
 
@@ -338,3 +358,4 @@ def test_a_heap_that_holds_neither_table_still_leaves_a_router(board, monkeypatc
     assert [r.table.capacity(p) for p in (6, 17, 1)] == [16, 16, 8]
     _, wan = exchange(board.lan, IP(src=HOST1, dst=SERVER) / UDP(sport=5000, dport=53))
     assert len(wan) == 1 and wan[0].src == WAN
+

@@ -1,5 +1,7 @@
 """The router on CPython: MemoryLinks, scapy-built packets, scapy as the oracle for
 every header and checksum the router writes."""
+import threading
+import time
 import types
 
 import pytest
@@ -537,6 +539,25 @@ def test_run_survives_link_errors_and_stops():
     assert c["errors"] == 1 and "ENOBUFS" in r.last_error
     assert [IP(b).sport for b in wan.take_all()] == [2]
     assert waits == [router.WAIT_MS] * 3
+
+
+def test_a_call_made_as_the_router_stops_before_its_loop_ran_is_answered():
+    """The runner marks a router running before its thread is up; stopped in between, its
+    loop never looks at the call waiting for it: the caller runs it (it waited 5 s and
+    failed)."""
+    cfg = config.validate(config.defaults())[0]
+    r = Router(cfg, MemoryLink("lan"), MemoryLink("wan"), wait=lambda ms: None)
+    r.mark_running()
+    got = []
+    caller = threading.Thread(target=lambda: got.append(r.call(lambda: "answered")))
+    t0 = time.monotonic()
+    caller.start()
+    while r._job is None and caller.is_alive():
+        time.sleep(0.001)
+    r.stop()
+    r.run()          # the thread starts late: sees the stop, returns
+    caller.join(10)
+    assert got == ["answered"] and time.monotonic() - t0 < 2
 
 
 def test_start_runs_once_and_reports_config_problems(tmp_path, capsys, monkeypatch):

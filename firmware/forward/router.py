@@ -16,6 +16,11 @@ from .shared import Shared
 from .slowpath import SlowPath
 from .traffic import Traffic
 
+try:
+    from _thread import allocate_lock
+except ImportError:  # the WASI build: one thread, no one to take turns with
+    allocate_lock = None
+
 BATCH = 32          # packets drained from each link per loop iteration
 WAIT_MS = 100       # longest wait for traffic; bounds how late tick() and stop() act
 ICMP_RATE = 10      # router-originated ICMP errors per second ...
@@ -54,6 +59,9 @@ class Router:
         self.traffic = traffic  # once a second, for the page's plot (traffic.py)
         self.capture = None       # a filter.capture.Capture, made by manage.api's capture_start
         self._job = None  # call(): a function the REPL wants run on this thread
+        # call()'s callers take turns: the REPL, the page, the capture stream and MQTT
+        # each have a thread, and two that saw no job pending would overwrite each other
+        self._callers = allocate_lock() if allocate_lock is not None else None
         self._thread = None
         self._running = False
         self._stopped = False
@@ -185,19 +193,24 @@ class Router:
         if not self._running or _thread.get_ident() == self._thread:
             return fn(*args)
         job = _Job(fn, args)
-        for _ in range(200):  # one job at a time
-            if self._job is None:
-                break
-            sleep_ms(10)
-        else:
-            raise OSError("the router is busy with another call")
-        self._job = job
-        for _ in range(500):
-            if job.done:
-                break
-            sleep_ms(10)
-        else:
-            raise OSError("the router did not answer within 5 s")
+        with self._callers:
+            for _ in range(200):  # a job left by a caller that gave up on it
+                if self._job is None:
+                    break
+                sleep_ms(10)
+            else:
+                raise OSError("the router is busy with another call")
+            self._job = job
+            for _ in range(500):
+                if job.done:
+                    break
+                if self._exited:  # its loop ended after its last look at _job
+                    if not job.done:
+                        self._run_job()
+                    break
+                sleep_ms(10)
+            else:
+                raise OSError("the router did not answer within 5 s")
         if job.error is not None:
             raise job.error
         return job.result
