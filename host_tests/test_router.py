@@ -571,14 +571,48 @@ def test_start_runs_once_and_reports_config_problems(tmp_path, capsys, monkeypat
         start=started.append)
     runner = Runner()
     r = runner.start(board)
-    assert runner.router is r and r.is_running() and started == [r.run]
+    assert runner.router is r and r.is_running() and started == [runner._loop]
     assert "mtu" in capsys.readouterr().out
     assert r.lan.mtu == 1500  # the default replaced the bad value
     assert runner.start(board) is r and len(started) == 1  # no second router
     r.stop()
     r2 = runner.start(board)
-    assert r2 is not r and len(started) == 2
+    assert r2 is not r and runner._next is r2 and len(started) == 1  # the same thread's
     r2.stop()
+
+
+def test_each_router_runs_on_a_thread_made_before_it_that_ends_with_it(tmp_path):
+    """On an ESP32 a thread's stack comes from ESP-IDF's heap: made before the router it
+    takes back the room the last one left, before MicroPython's heap can grow into it;
+    ended with its router, its stale frames keep nothing of it (that port's collector
+    reads another thread's stack whole)."""
+    events, threads = [], []
+
+    def start(fn):
+        events.append("thread")
+        threads.append(threading.Thread(target=fn, daemon=True))
+        threads[-1].start()
+
+    def open_links(cfg):
+        events.append("links")
+        return MemoryLink("lan", cfg["mtu"]), MemoryLink("wan", cfg["mtu"])
+
+    board = types.SimpleNamespace(CONFIG_PATH=str(tmp_path / "natrouter.json"),
+                                  open_links=open_links, wait=lambda ms: time.sleep(0.001),
+                                  start=start)
+    runner = Runner()
+    r1 = runner.start(board)
+    ran_on = [r1.call(threading.current_thread)]
+    r2 = runner.restart(r1.cfg)
+    ran_on.append(r2.call(threading.current_thread))
+    r3 = runner.restart(r2.cfg)
+    ran_on.append(r3.call(threading.current_thread))
+    assert events == ["thread", "links"] * 3 and ran_on == threads
+    assert [t.is_alive() for t in threads] == [False, False, True] and r3.is_running()
+    assert r1.table is None and r2.table is None      # released
+    runner.stop()
+    threads[2].join(5)
+    assert not threads[2].is_alive() and runner.router is None
 
 
 # ---- the port generator alone

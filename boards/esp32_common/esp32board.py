@@ -293,16 +293,19 @@ def wait(timeout_ms):
 
 
 def start(fn):
-    """The board interface: fn (Router.run) in its own thread; the supervisor too, once."""
+    """The board interface: fn (a router's thread: manage/runner.py) in a thread of its
+    own; the supervisor too, once. OSError when ESP-IDF's heap has no room for it yet."""
     import _thread
-    _thread.stack_size(ROUTER_STACK)
-    _thread.start_new_thread(fn, ())
-    if SUPERVISOR and not _state["supervisor"]:
-        import esp32watch
-        _state["supervisor"] = True
-        _thread.stack_size(SUPERVISOR_STACK)
-        _thread.start_new_thread(esp32watch.run, ())
-    _thread.stack_size(0)
+    try:
+        _thread.stack_size(ROUTER_STACK)
+        _thread.start_new_thread(fn, ())
+        if SUPERVISOR and not _state["supervisor"]:
+            import esp32watch
+            _state["supervisor"] = True
+            _thread.stack_size(SUPERVISOR_STACK)
+            _thread.start_new_thread(esp32watch.run, ())
+    finally:
+        _thread.stack_size(0)
 
 
 # ---- for the REPL (slow path)

@@ -66,6 +66,7 @@ class Router:
         self._running = False
         self._stopped = False
         self._exited = False
+        self._handed = False   # mark_running(): a thread will run() it
 
     @property
     def cfg(self):
@@ -140,7 +141,9 @@ class Router:
 
     def mark_running(self):
         """Say the router runs before its thread is up (the runner does, so that a
-        second start() sees it), unless it was stopped already."""
+        second start() sees it), unless it was stopped already; join() waits for run()
+        from now on, even one that has not begun."""
+        self._handed = True
         if not self._stopped:
             self._running = True
 
@@ -151,7 +154,7 @@ class Router:
     def join(self, timeout_ms=2000):
         """Wait until run() has returned (after stop())."""
         for _ in range(timeout_ms // 10):
-            if self._exited or self._thread is None:
+            if self._exited or (self._thread is None and not self._handed):
                 return
             sleep_ms(10)
         raise OSError("the router's loop did not stop")

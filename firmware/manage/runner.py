@@ -10,8 +10,17 @@ from forward.router import Router
 from forward.shared import flow_table, holds
 from forward.fragments import Fragments
 from forward.traffic import Traffic
+from compat import sleep_ms
 
 from . import config
+
+# The router's thread, made before its router, looks this often for it; a thread that
+# cannot be made yet is asked for again this many times, NEXT_MS apart.
+NEXT_MS = 10
+SPAWN_TRIES = 50
+# Before a restart's thread is made: the time FreeRTOS's idle task takes to free the stack
+# of the thread that ended.
+REAP_MS = 50
 
 
 # The flow tables a router is launched with when the heap could hold neither the ones
@@ -31,6 +40,10 @@ class Runner:
         self.board = None        # the board module it runs on (boards/README.md)
         self.config_path = None  # where its configuration lives
         self._lock = None        # made at start(): the WASI build has no _thread
+        self._next = None        # a launched Router, for the router's thread to run
+        self._running = None     # the one it runs, until its thread ends
+        self._handoff = None
+        self._looping = False    # a router's thread is up (_spawn)
         # Made once, handed to each router: the traffic ring (forward/traffic.py) and the
         # fragments' arrays (8 KB in one piece), which a fragmented heap may not find again.
         self._traffic = None
@@ -42,10 +55,12 @@ class Runner:
         if self._lock is None:
             import _thread
             self._lock = _thread.allocate_lock()
+            self._handoff = _thread.allocate_lock()   # _next, between _loop and _stop
         with self._lock:
             if self.router is not None and self.router.is_running():
                 print("natrouter: already running")
                 return self.router
+            self._stop()  # one stopped by hand (router.stop()): its loop ends first
             self.board = board
             self.config_path = path or getattr(board, "CONFIG_PATH", config.DEFAULT_PATH)
             boot = getattr(board, "boot", None)
@@ -137,7 +152,12 @@ class Runner:
         if r is None:
             return None
         r.stop()
+        with self._handoff:
+            if self._next is r:   # its thread has not taken it: it never will
+                self._next = None
+                r.run()           # (stopped: returns at once, done with)
         r.join()
+        self._done_with(r)
         if r.dhcp is not None:  # its loop has ended: nobody else writes
             r.dhcp.flush()      # the leases a batch still holds
         # What forwarding held goes before the next router's is made, whoever still holds
@@ -155,6 +175,7 @@ class Runner:
 
     def _launch(self, cfg, table=None):
         board = self.board
+        self._spawn()     # the router's thread before the router: see _spawn
         # The flow table first: its arrays are the largest, and the heap's largest free
         # blocks are where the last router's were, before the links take pieces of them.
         table = flow_table(cfg, table=table)
@@ -166,9 +187,61 @@ class Runner:
                    dhcp=self.make_dhcp(cfg), table=table, traffic=self._traffic,
                    frags=self._frags)
         self.launches += 1
-        r.mark_running()  # before the thread starts, so that a second start() sees it
-        board.start(r.run)
+        r.mark_running()  # before its thread runs it, so that a second start() sees it
+        self._next = r    # its thread takes it
         return r
+
+    def _spawn(self):
+        """A thread for the next router, made before the router. On an ESP32 a thread's
+        stack (12 KB) comes from ESP-IDF's heap, where FreeRTOS frees a finished thread's
+        late (in its idle task): made after the router, the new stack came out of lwIP's
+        reserve, MicroPython's heap having grown into the room the last one left (QEMU:
+        ESP-IDF's free heap fell below the reserve at each restart). Made first, after a
+        moment for the idle task, it takes that room back. One thread per router: the
+        ESP32 port's collector reads another thread's stack whole, and a thread that
+        outlived its router would keep that router's objects in its stale frames."""
+        if self._looping:     # one waits already (its router's launch failed)
+            return
+        if self.launches:
+            sleep_ms(REAP_MS)
+        for _ in range(SPAWN_TRIES):
+            try:
+                self.board.start(self._loop)
+            except OSError:   # no room for its stack yet
+                sleep_ms(NEXT_MS)
+                continue
+            self._looping = True   # (it ends only after the router it waits for)
+            return
+        raise OSError("no room for the router's thread")
+
+    def _loop(self):
+        """The router's thread: wait for its router, run it, end."""
+        while not self._run_next():
+            sleep_ms(NEXT_MS)
+        self._looping = False
+        self._running = None
+
+    def _run_next(self):
+        """Run the router handed over, if any (False: none)."""
+        with self._handoff:
+            r = self._running = self._next
+            self._next = None
+        if r is None:
+            return False
+        try:
+            r.run()          # counts and survives its own errors; this is for a bug
+        except Exception as e:
+            print("natrouter: the router's loop failed: %r" % (e,))
+        return True
+
+    def _done_with(self, r):
+        """Wait until the router's thread has let go of r (it ends): the collection that
+        follows must find r's objects unreachable."""
+        for _ in range(200):
+            if self._running is not r:
+                return
+            sleep_ms(10)
+        raise OSError("the router's thread did not let go of its router")
 
 
 runner = Runner()   # the firmware's one (main.py, manage.api, a board's supervisor)
