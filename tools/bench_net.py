@@ -230,9 +230,11 @@ table ip vboard_bench {
 
 def run_kernel(topo, seconds, results):
     ns = topo.rtr
+    topo.unwire_local()   # a board's own stack (its TUN and default route) goes first
+    topo.unwire_lwip()
     sh("ip", "-n", ns, "addr", "add", LAN_GW + "/24", "dev", "lan")
     sh("ip", "-n", ns, "addr", "add", WAN + "/24", "dev", "wan")
-    sh("ip", "-n", ns, "route", "add", "default", "via", ISP_WAN)
+    sh("ip", "-n", ns, "route", "replace", "default", "via", ISP_WAN)
     topo.run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
     topo.run(ns, "nft", "-f", "-", input=NFT_RULES)
     try:
