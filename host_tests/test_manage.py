@@ -61,9 +61,7 @@ def running_board(tmp_path, check=None):
     yield b
     if check is not None:
         check(runner.router)
-    runner.router.stop()
-    runner.router.join()
-    runner.router = None
+    runner.stop()  # through the owner: its thread ends before the next test's
     api._edited = None
 
 

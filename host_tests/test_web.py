@@ -40,9 +40,7 @@ def board(tmp_path):
     api._edited = None
     hostnames.forget()
     yield b
-    runner.router.stop()
-    runner.router.join()
-    runner.router = None
+    runner.stop()  # through the owner: its thread ends before the next test's
     api._edited = None
 
 

@@ -17,9 +17,9 @@ from .slowpath import SlowPath
 from .traffic import Traffic
 
 try:
-    from _thread import allocate_lock
-except ImportError:  # the WASI build: one thread, no one to take turns with
-    allocate_lock = None
+    from _thread import allocate_lock, get_ident
+except ImportError:  # the WASI build: one thread, which runs poll() alone
+    allocate_lock = get_ident = None
 
 BATCH = 32          # packets drained from each link per loop iteration
 WAIT_MS = 100       # longest wait for traffic; bounds how late tick() and stop() act
@@ -66,7 +66,6 @@ class Router:
         self._running = False
         self._stopped = False
         self._exited = False
-        self._handed = False   # mark_running(): a thread will run() it
 
     @property
     def cfg(self):
@@ -119,11 +118,10 @@ class Router:
     def run(self):
         """Forward until stop(). Exceptions (a link failing to send...) are counted and
         the loop goes on: a router must not die of one bad moment."""
-        import _thread  # (not at import: the WASI build, which runs poll() alone, has none)
         if self._stopped:
             self._exited = True
             return
-        self._thread = _thread.get_ident()
+        self._thread = get_ident()
         self._running = True
         wait = self._wait
         while self._running:
@@ -141,9 +139,7 @@ class Router:
 
     def mark_running(self):
         """Say the router runs before its thread is up (the runner does, so that a
-        second start() sees it), unless it was stopped already; join() waits for run()
-        from now on, even one that has not begun."""
-        self._handed = True
+        second start() sees it), unless it was stopped already."""
         if not self._stopped:
             self._running = True
 
@@ -154,7 +150,7 @@ class Router:
     def join(self, timeout_ms=2000):
         """Wait until run() has returned (after stop())."""
         for _ in range(timeout_ms // 10):
-            if self._exited or (self._thread is None and not self._handed):
+            if self._exited or self._thread is None:
                 return
             sleep_ms(10)
         raise OSError("the router's loop did not stop")
@@ -192,8 +188,7 @@ class Router:
         it returns (or raise what it raised): the REPL's changes never interleave with
         the forwarding loop. Waits at most a few seconds; called from the router's
         thread, or while it does not run, fn runs at once."""
-        import _thread
-        if not self._running or _thread.get_ident() == self._thread:
+        if not self._running or get_ident() == self._thread:
             return fn(*args)
         job = _Job(fn, args)
         with self._callers:

@@ -43,7 +43,7 @@ class Runner:
         self._next = None        # a launched Router, for the router's thread to run
         self._running = None     # the one it runs, until its thread ends
         self._handoff = None
-        self._looping = False    # a router's thread is up (_spawn)
+        self._waiting = False    # a router's thread is up and has not taken one (_spawn)
         # Made once, handed to each router: the traffic ring (forward/traffic.py) and the
         # fragments' arrays (8 KB in one piece), which a fragmented heap may not find again.
         self._traffic = None
@@ -155,8 +155,7 @@ class Runner:
         with self._handoff:
             if self._next is r:   # its thread has not taken it: it never will
                 self._next = None
-                r.run()           # (stopped: returns at once, done with)
-        r.join()
+                r.run()           # (stopped: returns at once, answers a late call)
         self._done_with(r)
         if r.dhcp is not None:  # its loop has ended: nobody else writes
             r.dhcp.flush()      # the leases a batch still holds
@@ -200,7 +199,7 @@ class Runner:
         moment for the idle task, it takes that room back. One thread per router: the
         ESP32 port's collector reads another thread's stack whole, and a thread that
         outlived its router would keep that router's objects in its stale frames."""
-        if self._looping:     # one waits already (its router's launch failed)
+        if self._waiting:     # one waits already (its router's launch failed)
             return
         if self.launches:
             sleep_ms(REAP_MS)
@@ -210,24 +209,27 @@ class Runner:
             except OSError:   # no room for its stack yet
                 sleep_ms(NEXT_MS)
                 continue
-            self._looping = True   # (it ends only after the router it waits for)
+            self._waiting = True
             return
         raise OSError("no room for the router's thread")
 
     def _loop(self):
-        """The router's thread: wait for its router, run it, end."""
+        """The router's thread: wait for its router, run it, say so, end."""
         while not self._run_next():
             sleep_ms(NEXT_MS)
-        self._looping = False
-        self._running = None
+        self._running = None   # after _run_next's frame, the one that held it, is gone
 
     def _run_next(self):
-        """Run the router handed over, if any (False: none)."""
+        """Run the router handed over, if any (False: none). The router is held in this
+        frame alone: the ESP32 port's collector reads a live thread's stack whole, and
+        _loop's frame holding it would keep the stopped router from the collection that
+        makes room for the next (a restart ran out of heap in QEMU)."""
         with self._handoff:
             r = self._running = self._next
             self._next = None
-        if r is None:
-            return False
+            if r is None:
+                return False
+            self._waiting = False   # the next router needs a thread of its own
         try:
             r.run()          # counts and survives its own errors; this is for a bug
         except Exception as e:
@@ -235,13 +237,14 @@ class Runner:
         return True
 
     def _done_with(self, r):
-        """Wait until the router's thread has let go of r (it ends): the collection that
-        follows must find r's objects unreachable."""
+        """Wait until the router's thread has let go of r, after stop(): its loop has
+        ended and the thread with it, so the collection that follows finds r's objects
+        unreachable (Router.join waits for the loop alone)."""
         for _ in range(200):
             if self._running is not r:
                 return
             sleep_ms(10)
-        raise OSError("the router's thread did not let go of its router")
+        raise OSError("the router's loop did not stop")
 
 
 runner = Runner()   # the firmware's one (main.py, manage.api, a board's supervisor)
